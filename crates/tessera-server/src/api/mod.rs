@@ -1,0 +1,71 @@
+//! The HTTP API of a node (DESIGN.md section 4, docs/api.md): routes, extractors and error mapping.
+
+mod cells;
+mod data;
+pub mod error;
+mod extract;
+mod ops;
+mod rows;
+mod tables;
+mod values;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+use crate::node::Node;
+
+/// Every route of the client and operations API, with metrics on each.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/tables", get(tables::list_tables))
+        .route(
+            "/v1/tables/{table}",
+            get(tables::show_table).put(tables::create_table),
+        )
+        .route(
+            "/v1/tables/{table}/rows/{key}",
+            get(rows::get_row)
+                .post(rows::post_row)
+                .delete(rows::delete_row),
+        )
+        .route(
+            "/v1/tables/{table}/rows/{key}/{column}",
+            get(cells::get_cell)
+                .put(cells::put_cell)
+                .delete(cells::delete_cell),
+        )
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(node.clone(), track))
+        .fallback(ops::fallback)
+        // Bodies are limited per route by our own checks (413 with a JSON body).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(node)
+}
+
+/// Counts and times every routed request, labelled by its route template (not the raw path, so
+/// that keys do not explode the label space).
+async fn track(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    node.metrics.observe_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

@@ -1,0 +1,208 @@
+//! Node configuration: the embedded defaults, an optional TOML file over them, then overrides.
+//!
+//! The defaults live in `config/tessera.toml` and are compiled in, so `tessera serve` needs no file.
+//! A user's file is merged key by key over the defaults, so it holds only what it changes. Flags and
+//! environment variables are applied last by the binary through the public fields.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The default configuration, as shipped in `config/tessera.toml`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../config/tessera.toml");
+
+/// Everything a node needs to know to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub limits: LimitsConfig,
+    pub storage: StorageConfig,
+    pub requests: RequestsConfig,
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Empty means: generate one on first start and keep it in the data dir.
+    pub id: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_value_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub max_siblings: usize,
+    pub sibling_warning: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub sync_writes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsConfig {
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub partitions: u64,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {setting} = {value}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// The embedded defaults, with `file` (if any) merged over them.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut merged = parse_table(DEFAULT_CONFIG_TOML, Path::new("<embedded default>"))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            merge_tables(&mut merged, parse_table(&text, path)?);
+        }
+        let origin = file.unwrap_or(Path::new("<embedded default>"));
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: origin.to_path_buf(),
+                message: e.message().to_string(),
+            })
+    }
+
+    /// Checks the settings that no type can express. Call after applying overrides.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.node.id.is_empty() && !is_valid_node_id(&self.node.id) {
+            return Err(invalid(
+                "node.id",
+                &self.node.id,
+                "use 1 to 64 characters from [A-Za-z0-9_.-]",
+            ));
+        }
+        if self.limits.max_value_bytes == 0 {
+            return Err(invalid("limits.max_value_bytes", &0, "must be at least 1"));
+        }
+        if self.limits.max_batch_bytes < self.limits.max_value_bytes {
+            return Err(invalid(
+                "limits.max_batch_bytes",
+                &self.limits.max_batch_bytes,
+                "must be at least limits.max_value_bytes",
+            ));
+        }
+        if self.limits.max_siblings == 0 {
+            return Err(invalid("limits.max_siblings", &0, "must be at least 1"));
+        }
+        if self.requests.timeout_ms == 0 {
+            return Err(invalid("requests.timeout_ms", &0, "must be at least 1"));
+        }
+        tessera_ring::PartitionScheme::new(self.cluster.partitions).map_err(|e| {
+            invalid("cluster.partitions", &self.cluster.partitions, e.to_string())
+        })?;
+        Ok(())
+    }
+}
+
+/// Node ids appear in logs, metrics labels and file names, so they are kept plain.
+pub fn is_valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn invalid(setting: &'static str, value: &dyn std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })
+}
+
+/// Merges `over` into `base`: tables merge recursively, anything else replaces.
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(over_table)) => {
+                merge_tables(base_table, over_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::load(None).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.node.listen, "127.0.0.11:7000".parse().unwrap());
+        assert_eq!(config.limits.max_value_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.limits.max_siblings, 100);
+        assert_eq!(config.cluster.partitions, 256);
+    }
+
+    #[test]
+    fn file_overrides_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[limits]\nmax_value_bytes = 1024\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.limits.max_value_bytes, 1024);
+        assert_eq!(config.limits.max_siblings, 100);
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "[limits]\nmax_valu_bytes = 1024\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("max_valu_bytes"), "{err}");
+
+        let mut config = Config::load(None).unwrap();
+        config.cluster.partitions = 100;
+        assert!(config.validate().is_err());
+        config.cluster.partitions = 256;
+        config.node.id = "bad id".into();
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! The Tessera node: configuration, storage assembly and the HTTP API.
+//!
+//! [`serve`] opens a node from a [`Config`], binds its address, serves the API until the shutdown
+//! future completes, lets in-flight requests finish, and closes RocksDB cleanly.
+
+pub mod api;
+pub mod config;
+pub mod consistency;
+pub mod metrics;
+pub mod node;
+pub mod schema;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tessera_storage::Engine as _;
+
+pub use config::{Config, ConfigError};
+pub use node::{Node, NodeError};
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("closing storage failed: {0}")]
+    Close(#[from] tessera_storage::StorageError),
+}
+
+/// Runs a node until `shutdown` completes.
+///
+/// Once listening, it prints `tessera listening on http://ADDR` on stdout (tests and scripts wait
+/// for that line; with port 0 it tells which port was picked).
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let addr = config.node.listen;
+    let node = Arc::new(tokio::task::block_in_place(|| Node::open(config))?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener.local_addr()?;
+    tracing::info!(node = node.id(), addr = %local, "serving HTTP");
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "tessera listening on http://{local}")?;
+        stdout.flush()?;
+    }
+    axum::serve(listener, api::router(node.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!(node = node.id(), "stopped serving; closing storage");
+    node.store.engine().flush()?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of a node: requests, latency, siblings and storage size.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The node's metrics, registered in one registry that `/metrics` renders.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pub cell_siblings: Histogram,
+    pub sibling_warnings: IntCounter,
+    pub storage_bytes: IntGaugeVec,
+    pub storage_keys: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("tessera_http_requests_total", "HTTP requests answered."),
+            &["method", "route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tessera_http_request_duration_seconds",
+                "HTTP request latency, from routing to response.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ]),
+            &["method", "route"],
+        )?;
+        let cell_siblings = Histogram::with_opts(
+            HistogramOpts::new("tessera_cell_siblings", "Versions of a cell after each write.")
+                .buckets(vec![1.0, 2.0, 3.0, 5.0, 10.0, 25.0, 50.0, 100.0]),
+        )?;
+        let sibling_warnings = IntCounter::new(
+            "tessera_sibling_warnings_total",
+            "Writes that left a cell at or above the sibling warning threshold.",
+        )?;
+        let storage_bytes = IntGaugeVec::new(
+            Opts::new("tessera_storage_bytes", "Live data size per column family (estimate)."),
+            &["cf"],
+        )?;
+        let storage_keys = IntGaugeVec::new(
+            Opts::new("tessera_storage_keys", "Keys per column family (estimate)."),
+            &["cf"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(cell_siblings.clone()))?;
+        registry.register(Box::new(sibling_warnings.clone()))?;
+        registry.register(Box::new(storage_bytes.clone()))?;
+        registry.register(Box::new(storage_keys.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            cell_siblings,
+            sibling_warnings,
+            storage_bytes,
+            storage_keys,
+        })
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::new().unwrap();
+        metrics.observe_request("GET", "/health", 200, Duration::from_millis(1));
+        metrics.cell_siblings.observe(2.0);
+        let text = metrics.render().unwrap();
+        assert!(text.contains(
+            "tessera_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"
+        ));
+        assert!(text.contains("tessera_http_request_duration_seconds_bucket"));
+        assert!(text.contains("tessera_cell_siblings_count 1"));
+    }
+}

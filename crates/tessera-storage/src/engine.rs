@@ -1,0 +1,237 @@
+//! The ordered key-value engine abstraction.
+//!
+//! Everything above this module talks to storage through [`Engine`], so the
+//! cluster can run on RocksDB in production and on the in-memory engine in
+//! deterministic simulations. The contract is deliberately small: point gets,
+//! bounded ascending scans, and atomic batches across column families. Both
+//! implementations are checked against the same suite in
+//! [`crate::conformance`].
+
+use std::sync::Arc;
+
+use crate::error::StorageError;
+
+/// A column family: an independent, ordered key space.
+///
+/// Adding one is a one-line change: a variant, plus its entry in [`ColumnFamily::ALL`]
+/// and [`ColumnFamily::name`]. Both engines derive their key spaces from `ALL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ColumnFamily {
+    /// Cells, keyed by the layout in [`crate::keys`].
+    Data,
+    /// Node metadata: node id, ring, schema, format version.
+    Meta,
+}
+
+impl ColumnFamily {
+    /// Every column family, in a fixed order (the order is the in-memory engine's index).
+    pub const ALL: [ColumnFamily; 2] = [ColumnFamily::Data, ColumnFamily::Meta];
+
+    /// The column family's name on disk. Never rename one: RocksDB finds data by it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ColumnFamily::Data => "data",
+            ColumnFamily::Meta => "meta",
+        }
+    }
+
+    /// The position of this column family in [`ColumnFamily::ALL`].
+    pub fn index(self) -> usize {
+        // ALL is tiny and fixed; a linear search keeps `ALL` the single source of truth.
+        Self::ALL
+            .iter()
+            .position(|cf| *cf == self)
+            .unwrap_or_default()
+    }
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Set `key` to `value`.
+    Put {
+        /// The column family.
+        cf: ColumnFamily,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove `key`, if present.
+    Delete {
+        /// The column family.
+        cf: ColumnFamily,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Remove every key in `[start, end)`. An empty range (`start >= end`) is a no-op.
+    DeleteRange {
+        /// The column family.
+        cf: ColumnFamily,
+        /// First key removed.
+        start: Vec<u8>,
+        /// First key kept.
+        end: Vec<u8>,
+    },
+}
+
+/// An ordered list of operations that an engine applies atomically.
+///
+/// Operations apply in order, so a later put of the same key wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put of `key` = `value`.
+    pub fn put(&mut self, cf: ColumnFamily, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Put {
+            cf,
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Adds a delete of `key`.
+    pub fn delete(&mut self, cf: ColumnFamily, key: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Delete { cf, key: key.into() });
+    }
+
+    /// Adds a delete of every key in `[start, end)`.
+    pub fn delete_range(
+        &mut self,
+        cf: ColumnFamily,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) {
+        self.ops.push(BatchOp::DeleteRange {
+            cf,
+            start: start.into(),
+            end: end.into(),
+        });
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when the batch has no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations, in order.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// Consumes the batch, returning its operations in order.
+    pub fn into_ops(self) -> Vec<BatchOp> {
+        self.ops
+    }
+
+    /// Appends every operation of `other`, keeping order.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// Size estimates of one column family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CfStats {
+    /// Approximate bytes of live keys and values.
+    pub live_bytes: u64,
+    /// Approximate number of live keys.
+    pub keys: u64,
+}
+
+/// An ordered key-value store with column families and atomic batches.
+///
+/// Calls block; async callers run them in `spawn_blocking`.
+pub trait Engine: Send + Sync + 'static {
+    /// The value of `key`, if present.
+    fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Ascending scan of `[start, end)` (end `None` = to the end of the CF), at most `limit` pairs.
+    fn scan(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Applies the whole batch atomically; on return it is in the WAL (and fsynced when
+    /// the engine was opened with `sync_writes`).
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
+
+    /// Size estimates of one column family.
+    fn stats(&self, cf: ColumnFamily) -> Result<CfStats, StorageError>;
+
+    /// Makes everything written so far durable and compact on disk (memtables flushed).
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// Lets several owners (cell store, hints, Merkle trees) share one engine.
+impl<E: Engine> Engine for Arc<E> {
+    fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).get(cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        (**self).scan(cf, start, end, limit)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        (**self).write(batch)
+    }
+
+    fn stats(&self, cf: ColumnFamily) -> Result<CfStats, StorageError> {
+        (**self).stats(cf)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        (**self).flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_family_names_and_indexes_are_unique() {
+        for (i, cf) in ColumnFamily::ALL.iter().enumerate() {
+            assert_eq!(cf.index(), i);
+            for other in &ColumnFamily::ALL[i + 1..] {
+                assert_ne!(cf.name(), other.name());
+            }
+        }
+    }
+
+    #[test]
+    fn batch_keeps_operations_in_order() {
+        let mut batch = WriteBatch::new();
+        assert!(batch.is_empty());
+        batch.put(ColumnFamily::Data, b"k".as_slice(), b"v".as_slice());
+        batch.delete(ColumnFamily::Meta, b"m".to_vec());
+        batch.delete_range(ColumnFamily::Data, b"a".to_vec(), b"b".to_vec());
+        assert_eq!(batch.len(), 3);
+        assert!(matches!(batch.ops()[0], BatchOp::Put { .. }));
+        assert!(matches!(batch.ops()[1], BatchOp::Delete { .. }));
+        assert!(matches!(batch.ops()[2], BatchOp::DeleteRange { .. }));
+    }
+}

@@ -1,0 +1,36 @@
+//! Tessera's local storage.
+//!
+//! Two layers:
+//! - the **engine** ([`Engine`]): an ordered key-value store with column
+//!   families and atomic batches, implemented by RocksDB ([`RocksEngine`]) for
+//!   real nodes and by a `BTreeMap` ([`MemoryEngine`]) for deterministic
+//!   simulations, both held to one [`conformance`] suite;
+//! - the **cell store** ([`CellStore`]): rows of DVVSet-versioned cells laid out
+//!   so that a partition and a row are contiguous key ranges ([`keys`]), with
+//!   atomic, lock-protected read-modify-write for coordinator writes and
+//!   replica merges.
+//!
+//! Every value written starts with a format version byte ([`codec`]). Calls
+//! block; async callers use `spawn_blocking`.
+
+pub mod cell;
+pub mod codec;
+pub mod conformance;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod memory;
+pub mod rocks;
+pub mod store;
+
+pub use cell::{Actor, Cell, CellValue, CellWrite, Context};
+pub use codec::{decode_versioned, encode_versioned, FORMAT_VERSION};
+pub use engine::{BatchOp, CfStats, ColumnFamily, Engine, WriteBatch};
+pub use error::StorageError;
+pub use keys::{
+    cell_key, decode_cell_key, partition_range, row_prefix, RowKey, TableId, MAX_COLUMN_LEN,
+    MAX_KEY_LEN,
+};
+pub use memory::MemoryEngine;
+pub use rocks::{RocksEngine, RocksOptions};
+pub use store::{CellStore, MergeOutcome, RowPage, RowSlice, StoreOptions};

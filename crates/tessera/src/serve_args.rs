@@ -1,0 +1,83 @@
+//! The node's settings as flags and environment variables, applied over the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tessera_server::Config;
+
+/// Each flag overrides the config file; each has an environment variable of the same meaning.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file read over the embedded defaults (config/tessera.toml).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Stable node name (node.id). Empty: generated on first start.
+    #[arg(long, env = "TESSERA_NODE_ID")]
+    node_id: Option<String>,
+    /// HTTP listen address (node.listen). Port 0 picks a free port.
+    #[arg(long, env = "TESSERA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (node.data_dir).
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Largest cell value in bytes (limits.max_value_bytes).
+    #[arg(long, env = "TESSERA_MAX_VALUE_BYTES")]
+    max_value_bytes: Option<usize>,
+    /// Largest batch body in bytes (limits.max_batch_bytes).
+    #[arg(long, env = "TESSERA_MAX_BATCH_BYTES")]
+    max_batch_bytes: Option<usize>,
+    /// Most versions a cell may hold before writes without a resolving context are refused (limits.max_siblings).
+    #[arg(long, env = "TESSERA_MAX_SIBLINGS")]
+    max_siblings: Option<usize>,
+    /// Sibling count from which writes are counted and logged as warnings (limits.sibling_warning).
+    #[arg(long, env = "TESSERA_SIBLING_WARNING")]
+    sibling_warning: Option<usize>,
+    /// fsync the WAL before acknowledging each write (storage.sync_writes).
+    #[arg(long, env = "TESSERA_SYNC_WRITES", num_args = 0..=1, default_missing_value = "true")]
+    sync_writes: Option<bool>,
+    /// Deadline of each data request in milliseconds (requests.timeout_ms).
+    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// Partitions of the token space, a power of two fixed at creation (cluster.partitions).
+    #[arg(long, env = "TESSERA_PARTITIONS")]
+    partitions: Option<u64>,
+}
+
+impl ServeArgs {
+    /// Defaults, then the file, then these overrides; validated.
+    pub fn resolve(self) -> Result<Config, tessera_server::ConfigError> {
+        let mut config = Config::load(self.config.as_deref())?;
+        let Self {
+            config: _,
+            node_id,
+            listen,
+            data_dir,
+            max_value_bytes,
+            max_batch_bytes,
+            max_siblings,
+            sibling_warning,
+            sync_writes,
+            request_timeout_ms,
+            partitions,
+        } = self;
+        set(&mut config.node.id, node_id);
+        set(&mut config.node.listen, listen);
+        set(&mut config.node.data_dir, data_dir);
+        set(&mut config.limits.max_value_bytes, max_value_bytes);
+        set(&mut config.limits.max_batch_bytes, max_batch_bytes);
+        set(&mut config.limits.max_siblings, max_siblings);
+        set(&mut config.limits.sibling_warning, sibling_warning);
+        set(&mut config.storage.sync_writes, sync_writes);
+        set(&mut config.requests.timeout_ms, request_timeout_ms);
+        set(&mut config.cluster.partitions, partitions);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}

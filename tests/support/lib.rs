@@ -1,0 +1,56 @@
+//! Test harness for Tessera's black-box integration tests.
+//!
+//! The tests never link the server: they start the real `tessera` binary as a
+//! child process and talk HTTP to it, so they check exactly what a user sees.
+//! This crate holds the pieces every test file (and the later multi-node
+//! tests) shares:
+//!
+//! - [`binary`]: finds the `tessera` executable;
+//! - [`node`]: [`TestNode`] starts, kills, restarts and terminates one server
+//!   process with its own temporary data directory, and never leaves a
+//!   process behind;
+//! - [`client`]: [`Client`], small async helpers over `reqwest` for every
+//!   route, returning a [`Resp`] (status, headers, body);
+//! - [`raw`]: hand-written HTTP/1.1 over a `TcpStream`, for requests that a
+//!   real HTTP client would normalise (`..` in a path, `%00`) or for exact
+//!   control of timing (`Expect: 100-continue`);
+//! - [`resp`]: [`Resp`] and parsers for the JSON shapes of the API
+//!   (sibling lists, row cells, errors);
+//! - [`paths`]: percent-encoding of path segments and query values.
+
+pub mod binary;
+pub mod client;
+pub mod node;
+pub mod paths;
+pub mod raw;
+pub mod resp;
+
+pub use client::{Client, Opts};
+pub use node::{NodeOptions, TestNode};
+pub use resp::{Resp, RowCell, Version};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a condition before giving up. Generous, because
+/// the machine is shared and slow; tests never assert on elapsed time.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it returns `Some`, or panics with `what` after
+/// [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("gave up after {DEADLINE:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
