@@ -92,6 +92,16 @@ async fn put_get_delete_with_headers() {
     let r = c.get("t", "u1", "name", &Opts::none()).await;
     r.expect(200);
     assert_eq!(r.body, b"Hopper");
+
+    // Checked last so that a failure here does not hide the checks above:
+    // "every answer carries ... X-Siblings", a cell that never existed too.
+    let r = c.get("t", "never", "written", &Opts::none()).await;
+    r.expect_error(404, "not_found");
+    assert!(
+        r.siblings().is_some(),
+        "every cell answer carries X-Siblings, even a 404 of a cell that never existed: {}",
+        r.describe()
+    );
 }
 
 #[tokio::test]

@@ -123,6 +123,25 @@ async fn batch_of_sets_and_deletes() {
     let r = c.get("t", "u1", "name", &Opts::none()).await;
     r.expect(200);
     assert_eq!(r.body, b"Grace");
+
+    // A batch set with a stale context keeps what it did not see: siblings.
+    let r = c
+        .batch(
+            "t",
+            "u1",
+            &json!({"ops": [{"op": "set", "column": "name", "value": "Hopper", "context": name_ctx}]}),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(
+        r.json()["cells"][0]["siblings"],
+        json!(2),
+        "{}",
+        r.describe()
+    );
+    let r = c.get("t", "u1", "name", &Opts::none()).await;
+    r.expect(300);
+    assert_eq!(r.versions(), vec![val("Grace"), val("Hopper")]);
 }
 
 #[tokio::test]

@@ -25,7 +25,12 @@ async fn lifecycle_and_raw_client() {
 
     // SIGTERM is a clean exit.
     let status = node.terminate();
-    assert_eq!(status.code(), Some(0), "SIGTERM: {status}\n{}", node.stderr_tail(20));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM: {status}\n{}",
+        node.stderr_tail(20)
+    );
     node.restart();
     node.client().health().await.expect(200);
     assert!(node.data_dir().exists());

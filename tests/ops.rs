@@ -170,6 +170,28 @@ async fn metrics_are_prometheus_text() {
         "{text}"
     );
 
+    // 25 siblings on one cell is a warning.
+    let warnings = |text: &str| -> f64 {
+        samples(text)
+            .iter()
+            .filter(|s| s.name == "tessera_sibling_warnings_total")
+            .map(|s| s.value)
+            .sum()
+    };
+    let before = warnings(&text);
+    c.put_ok("m", "wide", "c", "v0").await;
+    let ctx0 = c.get("m", "wide", "c", &Opts::none()).await.ctx();
+    for i in 0..25 {
+        c.put("m", "wide", "c", format!("s{i}"), &Opts::ctx(&ctx0))
+            .await
+            .expect(204);
+    }
+    let after = warnings(&c.metrics().await.text());
+    assert!(
+        after >= before + 1.0,
+        "tessera_sibling_warnings_total {before} -> {after}"
+    );
+
     // Storage gauges per column family (RocksDB estimates; may be refreshed
     // periodically, so wait for them).
     let text = eventually(

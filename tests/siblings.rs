@@ -209,3 +209,43 @@ async fn too_many_siblings_is_409_until_resolved() {
     r.expect(200);
     assert_eq!(r.body, b"ok");
 }
+
+#[tokio::test]
+async fn a_concurrent_delete_shows_as_a_deleted_sibling() {
+    let (_node, c) = node_with_table(NodeOptions::default()).await;
+    c.put_ok("t", "k", "c", "v0").await;
+    let ctx0 = c.get("t", "k", "c", &Opts::none()).await.ctx();
+    // Two writes and a delete, each superseding only v0.
+    c.put("t", "k", "c", "Ada", &Opts::ctx(&ctx0))
+        .await
+        .expect(204);
+    c.put("t", "k", "c", "Grace", &Opts::ctx(&ctx0))
+        .await
+        .expect(204);
+    c.delete("t", "k", "c", &Opts::ctx(&ctx0)).await.expect(204);
+
+    let r = c.get("t", "k", "c", &Opts::none()).await;
+    r.expect(300);
+    assert_eq!(
+        r.versions(),
+        vec![val("Ada"), val("Grace"), Version::Deleted],
+        "the tombstone is a sibling, shown as {{\"deleted\": true}}"
+    );
+
+    // The row view lists the same siblings.
+    let row = c.get_row("t", "k", &[]).await;
+    row.expect(200);
+    let (cells, _) = tessera_tests::resp::parse_row(&row.json());
+    assert_eq!(cells.len(), 1, "{}", row.describe());
+    let mut vs = cells[0].versions.clone();
+    vs.sort();
+    assert_eq!(vs, vec![val("Ada"), val("Grace"), Version::Deleted]);
+
+    // Resolving with the 300's context.
+    c.put("t", "k", "c", "Ada", &Opts::ctx(r.ctx()))
+        .await
+        .expect(204);
+    let r = c.get("t", "k", "c", &Opts::none()).await;
+    r.expect(200);
+    assert_eq!(r.body, b"Ada");
+}

@@ -16,15 +16,19 @@
 //!   control of timing (`Expect: 100-continue`);
 //! - [`resp`]: [`Resp`] and parsers for the JSON shapes of the API
 //!   (sibling lists, row cells, errors);
-//! - [`paths`]: percent-encoding of path segments and query values.
+//! - [`paths`]: percent-encoding of path segments and query values;
+//! - [`checks`]: [`Checks`], soft assertions that report every failed case
+//!   of a table-driven test at once.
 
 pub mod binary;
+pub mod checks;
 pub mod client;
 pub mod node;
 pub mod paths;
 pub mod raw;
 pub mod resp;
 
+pub use checks::Checks;
 pub use client::{Client, Opts};
 pub use node::{NodeOptions, TestNode};
 pub use resp::{Resp, RowCell, Version};

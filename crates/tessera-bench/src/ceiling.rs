@@ -87,7 +87,9 @@ mod tests {
 
     #[tokio::test]
     async fn get_answers_a_100_byte_value() {
-        let request = Request::get("/v1/tables/t/rows/k1/v").body(Body::empty()).unwrap();
+        let request = Request::get("/v1/tables/t/rows/k1/v")
+            .body(Body::empty())
+            .unwrap();
         let response = router().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -84,12 +84,13 @@ pub fn run(args: &StorageArgs) -> Result<Vec<Summary>, BenchError> {
         sync_writes: args.sync_writes,
         ..RocksOptions::default()
     };
-    let engine = Arc::new(
-        RocksEngine::open(&path, &options).map_err(|source| BenchError::Open {
-            path: path.clone(),
-            source,
-        })?,
-    );
+    let engine =
+        Arc::new(
+            RocksEngine::open(&path, &options).map_err(|source| BenchError::Open {
+                path: path.clone(),
+                source,
+            })?,
+        );
     let store = CellStore::new(engine.clone(), StoreOptions::new(ACTOR));
 
     let mut value = vec![0u8; args.value_size];
@@ -100,7 +101,11 @@ pub fn run(args: &StorageArgs) -> Result<Vec<Summary>, BenchError> {
 
     let engine_put = |_: &mut StdRng, i: u64| {
         let mut batch = WriteBatch::new();
-        batch.put(ColumnFamily::Data, engine_keys[i as usize].clone(), value.clone());
+        batch.put(
+            ColumnFamily::Data,
+            engine_keys[i as usize].clone(),
+            value.clone(),
+        );
         engine.write(batch)
     };
     let engine_get = |rng: &mut StdRng, _: u64| {
@@ -117,10 +122,13 @@ pub fn run(args: &StorageArgs) -> Result<Vec<Summary>, BenchError> {
             value: value.clone(),
             context,
         };
-        store.write_row(row, std::slice::from_ref(&write), now_ms()).map(drop)
+        store
+            .write_row(row, std::slice::from_ref(&write), now_ms())
+            .map(drop)
     };
     let cell_write = |_: &mut StdRng, i: u64| cell_put(&rows[i as usize]);
-    let cell_overwrite = |rng: &mut StdRng, _: u64| cell_put(&rows[rng.random_range(0..n) as usize]);
+    let cell_overwrite =
+        |rng: &mut StdRng, _: u64| cell_put(&rows[rng.random_range(0..n) as usize]);
     let cell_read = |rng: &mut StdRng, _: u64| {
         store
             .read_cell(&rows[rng.random_range(0..n) as usize], COLUMN)
@@ -151,13 +159,25 @@ fn validate(args: &StorageArgs) -> Result<(), BenchError> {
         reason: reason.to_owned(),
     };
     if args.ops == 0 || args.ops > 100_000_000 {
-        return Err(invalid("ops", args.ops.to_string(), "must be 1 to 100,000,000"));
+        return Err(invalid(
+            "ops",
+            args.ops.to_string(),
+            "must be 1 to 100,000,000",
+        ));
     }
     if args.threads == 0 || args.threads > 1024 {
-        return Err(invalid("threads", args.threads.to_string(), "must be 1 to 1024"));
+        return Err(invalid(
+            "threads",
+            args.threads.to_string(),
+            "must be 1 to 1024",
+        ));
     }
     if args.value_size > 16 << 20 {
-        return Err(invalid("value-size", args.value_size.to_string(), "must be at most 16 MiB"));
+        return Err(invalid(
+            "value-size",
+            args.value_size.to_string(),
+            "must be at most 16 MiB",
+        ));
     }
     Ok(())
 }
@@ -175,7 +195,9 @@ fn phase(
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    let mut rng = StdRng::seed_from_u64(args.seed ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    let mut rng = StdRng::seed_from_u64(
+                        args.seed ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    );
                     let mut histogram = summary::new_histogram();
                     let mut i = t;
                     while i < args.ops {
@@ -284,7 +306,13 @@ mod tests {
         let names: Vec<&str> = summaries.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["engine-put", "engine-get", "cell-write", "cell-overwrite", "cell-read"]
+            [
+                "engine-put",
+                "engine-get",
+                "cell-write",
+                "cell-overwrite",
+                "cell-read"
+            ]
         );
         assert!(summaries.iter().all(|s| s.ops == 300 && s.concurrency == 2));
         // A second run in the same directory would measure a warm database: refused.
@@ -301,6 +329,12 @@ mod tests {
             sync_writes: false,
             seed: 1,
         };
-        assert!(matches!(run(&args), Err(BenchError::InvalidArgument { flag: "threads", .. })));
+        assert!(matches!(
+            run(&args),
+            Err(BenchError::InvalidArgument {
+                flag: "threads",
+                ..
+            })
+        ));
     }
 }

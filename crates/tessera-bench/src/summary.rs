@@ -29,7 +29,11 @@ pub fn record(histogram: &mut Histogram<u64>, latency: Duration) {
 }
 
 /// Adds `other` into `into`.
-pub fn merge(into: &mut Histogram<u64>, other: &Histogram<u64>, phase: &str) -> Result<(), BenchError> {
+pub fn merge(
+    into: &mut Histogram<u64>,
+    other: &Histogram<u64>,
+    phase: &str,
+) -> Result<(), BenchError> {
     into.add(other).map_err(|e| BenchError::Histogram {
         phase: phase.to_owned(),
         message: format!("{e:?}"),
@@ -99,7 +103,13 @@ impl Summary {
         let seconds = duration.as_secs_f64();
         let us = |ns: u64| ns as f64 / 1_000.0;
         let empty = ops == 0;
-        let at = |q: f64| if empty { 0.0 } else { us(histogram.value_at_quantile(q)) };
+        let at = |q: f64| {
+            if empty {
+                0.0
+            } else {
+                us(histogram.value_at_quantile(q))
+            }
+        };
         Self {
             name: labels.name,
             tool: labels.tool,
@@ -107,7 +117,11 @@ impl Summary {
             concurrency: labels.concurrency,
             duration_s: seconds,
             ops,
-            ops_per_sec: if seconds > 0.0 { ops as f64 / seconds } else { 0.0 },
+            ops_per_sec: if seconds > 0.0 {
+                ops as f64 / seconds
+            } else {
+                0.0
+            },
             p50_us: at(0.50),
             p99_us: at(0.99),
             p999_us: at(0.999),
@@ -145,7 +159,10 @@ impl Summary {
         );
         line.push_str(&format!("; errors: {}", errors_text(&self.errors)));
         if self.siblings > 0 {
-            line.push_str(&format!("; answers with siblings: {}", thousands(self.siblings)));
+            line.push_str(&format!(
+                "; answers with siblings: {}",
+                thousands(self.siblings)
+            ));
         }
         line
     }
@@ -183,7 +200,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -221,7 +238,11 @@ mod tests {
         // Three significant digits: within 0.1% of the exact values.
         assert!((summary.p50_us - 500.0).abs() <= 1.0, "{}", summary.p50_us);
         assert!((summary.p99_us - 990.0).abs() <= 1.0, "{}", summary.p99_us);
-        assert!((summary.p999_us - 999.0).abs() <= 1.0, "{}", summary.p999_us);
+        assert!(
+            (summary.p999_us - 999.0).abs() <= 1.0,
+            "{}",
+            summary.p999_us
+        );
         assert!((summary.max_us - 1000.0).abs() <= 1.0, "{}", summary.max_us);
         assert_eq!(summary.error_count(), 3);
     }
@@ -235,7 +256,10 @@ mod tests {
             BTreeMap::new(),
             0,
         );
-        assert_eq!((summary.ops, summary.ops_per_sec, summary.p99_us), (0, 0.0, 0.0));
+        assert_eq!(
+            (summary.ops, summary.ops_per_sec, summary.p99_us),
+            (0, 0.0, 0.0)
+        );
         assert!(summary.human_line().contains("errors: none"));
     }
 
@@ -260,8 +284,14 @@ mod tests {
     #[test]
     fn human_line_reads_well() {
         let line = sample().human_line();
-        assert!(line.starts_with("node-put: 500 ops/s, p50 500 µs, p99 990 µs"), "{line}");
-        assert!(line.contains("1,000 ops in 2.0 s, concurrency 64, tessera-bench"), "{line}");
+        assert!(
+            line.starts_with("node-put: 500 ops/s, p50 500 µs, p99 990 µs"),
+            "{line}"
+        );
+        assert!(
+            line.contains("1,000 ops in 2.0 s, concurrency 64, tessera-bench"),
+            "{line}"
+        );
         assert!(line.ends_with("errors: 503×2, io×1"), "{line}");
     }
 

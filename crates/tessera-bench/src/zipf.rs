@@ -133,7 +133,10 @@ mod tests {
         let counts = histogram(items, 200_000, 11);
         let observed = counts[0] as f64 / 200_000.0;
         // ~0.13 expected; 200k draws put the observed value within a few tenths of a percent.
-        assert!((observed - expected).abs() < 0.01, "observed {observed}, expected {expected}");
+        assert!(
+            (observed - expected).abs() < 0.01,
+            "observed {observed}, expected {expected}"
+        );
     }
 
     #[test]

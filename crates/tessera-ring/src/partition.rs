@@ -72,7 +72,10 @@ mod tests {
             assert!(PartitionScheme::new(bad).is_err(), "{bad}");
         }
         for good in [1, 2, 256, 1 << 16] {
-            assert_eq!(PartitionScheme::new(good).map(|s| s.count()), Ok(good as u32));
+            assert_eq!(
+                PartitionScheme::new(good).map(|s| s.count()),
+                Ok(good as u32)
+            );
         }
     }
 
@@ -82,7 +85,12 @@ mod tests {
         assert_eq!(scheme.partition_of(0), 0);
         assert_eq!(scheme.partition_of(u64::MAX), 255);
         assert_eq!(PartitionScheme::new(1).unwrap().partition_of(u64::MAX), 0);
-        assert_eq!(PartitionScheme::new(1 << 16).unwrap().partition_of(u64::MAX), u16::MAX);
+        assert_eq!(
+            PartitionScheme::new(1 << 16)
+                .unwrap()
+                .partition_of(u64::MAX),
+            u16::MAX
+        );
     }
 
     proptest! {

@@ -123,7 +123,11 @@ impl Config {
             return Err(invalid("requests.timeout_ms", &0, "must be at least 1"));
         }
         tessera_ring::PartitionScheme::new(self.cluster.partitions).map_err(|e| {
-            invalid("cluster.partitions", &self.cluster.partitions, e.to_string())
+            invalid(
+                "cluster.partitions",
+                &self.cluster.partitions,
+                e.to_string(),
+            )
         })?;
         Ok(())
     }
@@ -137,7 +141,11 @@ pub fn is_valid_node_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-fn invalid(setting: &'static str, value: &dyn std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+fn invalid(
+    setting: &'static str,
+    value: &dyn std::fmt::Display,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
         setting,
         value: value.to_string(),

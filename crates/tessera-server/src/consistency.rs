@@ -21,7 +21,9 @@ pub enum ConsistencyLevel {
 pub enum ConsistencyError {
     #[error("unknown consistency level {level:?}: use one, two, three, quorum, all, or a number from 1 to N")]
     Unknown { level: String },
-    #[error("consistency level {level} needs {required} replicas, but the table has only {replication}")]
+    #[error(
+        "consistency level {level} needs {required} replicas, but the table has only {replication}"
+    )]
     AboveReplication {
         level: ConsistencyLevel,
         required: u32,
@@ -126,6 +128,7 @@ mod tests {
             ("ALL", 1, Ok(1)),
             ("2", 3, Ok(2)),
         ];
+        let cases: [(&str, u32, Result<u32, ()>); 10] = cases;
         for (text, n, want) in cases {
             let got = text.parse::<ConsistencyLevel>().unwrap().required(n);
             assert_eq!(got.ok(), want.ok(), "{text} with N={n}");

@@ -40,7 +40,10 @@ pub enum ServeError {
 ///
 /// Once listening, it prints `tessera listening on http://ADDR` on stdout (tests and scripts wait
 /// for that line; with port 0 it tells which port was picked).
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let addr = config.node.listen;
     let node = Arc::new(tokio::task::block_in_place(|| Node::open(config))?);
     let listener = tokio::net::TcpListener::bind(addr)

@@ -37,15 +37,21 @@ impl Metrics {
             &["method", "route"],
         )?;
         let cell_siblings = Histogram::with_opts(
-            HistogramOpts::new("tessera_cell_siblings", "Versions of a cell after each write.")
-                .buckets(vec![1.0, 2.0, 3.0, 5.0, 10.0, 25.0, 50.0, 100.0]),
+            HistogramOpts::new(
+                "tessera_cell_siblings",
+                "Versions of a cell after each write.",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 5.0, 10.0, 25.0, 50.0, 100.0]),
         )?;
         let sibling_warnings = IntCounter::new(
             "tessera_sibling_warnings_total",
             "Writes that left a cell at or above the sibling warning threshold.",
         )?;
         let storage_bytes = IntGaugeVec::new(
-            Opts::new("tessera_storage_bytes", "Live data size per column family (estimate)."),
+            Opts::new(
+                "tessera_storage_bytes",
+                "Live data size per column family (estimate).",
+            ),
             &["cf"],
         )?;
         let storage_keys = IntGaugeVec::new(

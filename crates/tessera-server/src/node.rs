@@ -96,13 +96,12 @@ impl Node {
             },
         );
         let schema = Schema::load(&store)?;
-        let partitions = PartitionScheme::new(identity.partitions).map_err(|_| {
-            NodeError::WrongPartitions {
+        let partitions =
+            PartitionScheme::new(identity.partitions).map_err(|_| NodeError::WrongPartitions {
                 data_dir: data_dir.clone(),
                 stored: identity.partitions,
                 configured: config.cluster.partitions,
-            }
-        })?;
+            })?;
         tracing::info!(
             node = %identity.node_id,
             actor = format_args!("{:016x}", identity.actor),
@@ -142,7 +141,10 @@ impl Node {
 
 /// Reads the identity record, or writes a new one for a new data dir. This runs on the bare engine
 /// because the store cannot be built before the actor is known.
-fn load_or_create_identity<E: Engine>(engine: &E, config: &Config) -> Result<NodeIdentity, NodeError> {
+fn load_or_create_identity<E: Engine>(
+    engine: &E,
+    config: &Config,
+) -> Result<NodeIdentity, NodeError> {
     let data_dir = config.node.data_dir.clone();
     if let Some(bytes) = engine.get(ColumnFamily::Meta, IDENTITY_KEY.as_bytes())? {
         let identity: NodeIdentity =

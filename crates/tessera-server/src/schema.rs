@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
-use tessera_storage::{decode_versioned, encode_versioned, CellStore, Engine, StorageError, TableId};
+use tessera_storage::{
+    decode_versioned, encode_versioned, CellStore, Engine, StorageError, TableId,
+};
 
 use crate::consistency::ConsistencyLevel;
 
@@ -74,7 +76,11 @@ pub enum SchemaError {
     #[error("table {} already exists with different settings", existing.name)]
     Conflict { existing: Arc<TableSchema> },
     #[error("table name {name:?} hashes to id {id}, which table {other:?} already uses; pick another name")]
-    IdCollision { name: String, id: TableId, other: String },
+    IdCollision {
+        name: String,
+        id: TableId,
+        other: String,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -185,7 +191,12 @@ impl Schema {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_string(), schema.clone());
-        tracing::info!(table = name, id, replication = settings.replication, "table created");
+        tracing::info!(
+            table = name,
+            id,
+            replication = settings.replication,
+            "table created"
+        );
         Ok(Created::New(schema))
     }
 
@@ -224,7 +235,10 @@ mod tests {
         let store = store();
         let schema = Schema::load(&store).unwrap();
         let settings = TableSettings::default();
-        assert!(matches!(schema.create(&store, "t", settings, 1).unwrap(), Created::New(_)));
+        assert!(matches!(
+            schema.create(&store, "t", settings, 1).unwrap(),
+            Created::New(_)
+        ));
         assert!(matches!(
             schema.create(&store, "t", settings, 2).unwrap(),
             Created::AlreadyExists(_)
@@ -245,10 +259,24 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         let bad = [
-            TableSettings { replication: 0, ..Default::default() },
-            TableSettings { replication: 17, ..Default::default() },
-            TableSettings { replication: 1, read: ConsistencyLevel::Two, write: ConsistencyLevel::One },
-            TableSettings { replication: 2, read: ConsistencyLevel::One, write: ConsistencyLevel::Exactly(3) },
+            TableSettings {
+                replication: 0,
+                ..Default::default()
+            },
+            TableSettings {
+                replication: 17,
+                ..Default::default()
+            },
+            TableSettings {
+                replication: 1,
+                read: ConsistencyLevel::Two,
+                write: ConsistencyLevel::One,
+            },
+            TableSettings {
+                replication: 2,
+                read: ConsistencyLevel::One,
+                write: ConsistencyLevel::Exactly(3),
+            },
         ];
         for settings in bad {
             assert!(validate_settings(&settings).is_err(), "{settings:?}");

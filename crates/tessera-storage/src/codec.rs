@@ -40,7 +40,9 @@ pub fn decode_versioned<T: DeserializeOwned>(
         reason,
     };
     let Some((&version, body)) = bytes.split_first() else {
-        return Err(corrupt("empty value, expected a format version byte".to_owned()));
+        return Err(corrupt(
+            "empty value, expected a format version byte".to_owned(),
+        ));
     };
     if version != FORMAT_VERSION {
         return Err(corrupt(format!(

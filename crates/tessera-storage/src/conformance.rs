@@ -140,17 +140,41 @@ fn scan_bounds<E: Engine>(engine: &E) {
     fill(engine, cf, &[b"a", b"b", b"c", b"d", b"e"]);
     let scan = |start: &[u8], end: Option<&[u8]>| keys(&engine.scan(cf, start, end, 100).unwrap());
 
-    assert_eq!(scan(b"b", Some(b"d")), owned(&[b"b", b"c"]), "start inclusive, end exclusive");
-    assert_eq!(scan(b"bb", Some(b"dd")), owned(&[b"c", b"d"]), "absent bounds");
+    assert_eq!(
+        scan(b"b", Some(b"d")),
+        owned(&[b"b", b"c"]),
+        "start inclusive, end exclusive"
+    );
+    assert_eq!(
+        scan(b"bb", Some(b"dd")),
+        owned(&[b"c", b"d"]),
+        "absent bounds"
+    );
     assert_eq!(scan(b"c", None), owned(&[b"c", b"d", b"e"]), "open end");
     assert_eq!(scan(b"", None).len(), 5, "everything");
-    assert_eq!(scan(b"", Some(b"a")), Vec::<Vec<u8>>::new(), "before the first key");
-    assert_eq!(scan(b"f", None), Vec::<Vec<u8>>::new(), "after the last key");
+    assert_eq!(
+        scan(b"", Some(b"a")),
+        Vec::<Vec<u8>>::new(),
+        "before the first key"
+    );
+    assert_eq!(
+        scan(b"f", None),
+        Vec::<Vec<u8>>::new(),
+        "after the last key"
+    );
     assert_eq!(scan(b"c", Some(b"c")), Vec::<Vec<u8>>::new(), "empty range");
-    assert_eq!(scan(b"d", Some(b"b")), Vec::<Vec<u8>>::new(), "inverted range");
+    assert_eq!(
+        scan(b"d", Some(b"b")),
+        Vec::<Vec<u8>>::new(),
+        "inverted range"
+    );
 
     let pairs = engine.scan(cf, b"a", Some(b"b"), 10).unwrap();
-    assert_eq!(pairs, vec![(b"a".to_vec(), b"v:a".to_vec())], "values come back");
+    assert_eq!(
+        pairs,
+        vec![(b"a".to_vec(), b"v:a".to_vec())],
+        "values come back"
+    );
 }
 
 fn scan_limit<E: Engine>(engine: &E) {
@@ -162,7 +186,10 @@ fn scan_limit<E: Engine>(engine: &E) {
     engine.write(batch).unwrap();
 
     assert!(engine.scan(cf, &[], None, 0).unwrap().is_empty());
-    assert_eq!(keys(&engine.scan(cf, &[], None, 1).unwrap()), vec![vec![0, 0]]);
+    assert_eq!(
+        keys(&engine.scan(cf, &[], None, 1).unwrap()),
+        vec![vec![0, 0]]
+    );
     let ten = engine.scan(cf, &5u16.to_be_bytes(), None, 10).unwrap();
     assert_eq!(ten.len(), 10);
     assert_eq!(ten[0].0, 5u16.to_be_bytes().to_vec());
@@ -170,9 +197,7 @@ fn scan_limit<E: Engine>(engine: &E) {
     assert_eq!(engine.scan(cf, &[], None, 100).unwrap().len(), 100);
     assert_eq!(engine.scan(cf, &[], None, 1000).unwrap().len(), 100);
     // Limit and end bound together: whichever stops first.
-    let bounded = engine
-        .scan(cf, &[], Some(&3u16.to_be_bytes()), 10)
-        .unwrap();
+    let bounded = engine.scan(cf, &[], Some(&3u16.to_be_bytes()), 10).unwrap();
     assert_eq!(bounded.len(), 3);
 }
 
@@ -246,7 +271,10 @@ fn column_families_are_isolated<E: Engine>(engine: &E) {
         Some(b"meta".to_vec())
     );
     assert_eq!(engine.get(ColumnFamily::Data, b"only-meta").unwrap(), None);
-    assert_eq!(keys(&scan_all(engine, ColumnFamily::Data)), owned(&[b"same"]));
+    assert_eq!(
+        keys(&scan_all(engine, ColumnFamily::Data)),
+        owned(&[b"same"])
+    );
 
     let mut batch = WriteBatch::new();
     batch.delete(ColumnFamily::Data, b"same".as_slice());
@@ -369,6 +397,10 @@ fn stats<E: Engine>(engine: &E) {
         "estimated keys: {}",
         data.keys
     );
-    assert!(data.live_bytes >= 10_000, "estimated bytes: {}", data.live_bytes);
+    assert!(
+        data.live_bytes >= 10_000,
+        "estimated bytes: {}",
+        data.live_bytes
+    );
     assert_eq!(engine.stats(ColumnFamily::Meta).unwrap().keys, 0);
 }

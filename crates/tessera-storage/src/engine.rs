@@ -100,7 +100,10 @@ impl WriteBatch {
 
     /// Adds a delete of `key`.
     pub fn delete(&mut self, cf: ColumnFamily, key: impl Into<Vec<u8>>) {
-        self.ops.push(BatchOp::Delete { cf, key: key.into() });
+        self.ops.push(BatchOp::Delete {
+            cf,
+            key: key.into(),
+        });
     }
 
     /// Adds a delete of every key in `[start, end)`.

@@ -91,10 +91,7 @@ impl Engine for MemoryEngine {
     fn stats(&self, cf: ColumnFamily) -> Result<CfStats, StorageError> {
         let trees = self.trees.read().unwrap_or_else(PoisonError::into_inner);
         let tree = &trees[cf.index()];
-        let live_bytes = tree
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum();
+        let live_bytes = tree.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
         Ok(CfStats {
             live_bytes,
             keys: tree.len() as u64,

@@ -104,15 +104,20 @@ impl RocksEngine {
         // it has, so families unknown to this version (a downgrade) are opened too.
         if let Ok(existing) = DB::list_cf(&db_options, path) {
             for name in existing {
-                let known = name == "default" || ColumnFamily::ALL.iter().any(|cf| cf.name() == name);
+                let known =
+                    name == "default" || ColumnFamily::ALL.iter().any(|cf| cf.name() == name);
                 if !known {
                     tracing::warn!(column_family = %name, "opening a column family this version does not use");
-                    descriptors.push(ColumnFamilyDescriptor::new(name, cf_options(options, &cache)));
+                    descriptors.push(ColumnFamilyDescriptor::new(
+                        name,
+                        cf_options(options, &cache),
+                    ));
                 }
             }
         }
 
-        let db = DB::open_cf_descriptors(&db_options, path, descriptors).map_err(engine_error("open"))?;
+        let db = DB::open_cf_descriptors(&db_options, path, descriptors)
+            .map_err(engine_error("open"))?;
 
         let mut write_options = WriteOptions::default();
         // Concurrent writers are group-committed by RocksDB: one WAL write (and
@@ -136,13 +141,19 @@ impl RocksEngine {
 
     fn handle(&self, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily, StorageError> {
         // Every family in ALL is created at open, so this only fails on a bug.
-        self.db.cf_handle(cf.name()).ok_or_else(|| StorageError::Engine {
-            op: "cf_handle",
-            message: format!("column family {} is not open", cf.name()),
-        })
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StorageError::Engine {
+                op: "cf_handle",
+                message: format!("column family {} is not open", cf.name()),
+            })
     }
 
-    fn property(&self, cf: &rocksdb::ColumnFamily, name: &rocksdb::properties::PropName) -> Result<u64, StorageError> {
+    fn property(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        name: &rocksdb::properties::PropName,
+    ) -> Result<u64, StorageError> {
         Ok(self
             .db
             .property_int_value_cf(cf, name)
@@ -213,7 +224,9 @@ impl Engine for RocksEngine {
     }
 
     fn stats(&self, cf: ColumnFamily) -> Result<CfStats, StorageError> {
-        use rocksdb::properties::{CUR_SIZE_ALL_MEM_TABLES, ESTIMATE_LIVE_DATA_SIZE, ESTIMATE_NUM_KEYS};
+        use rocksdb::properties::{
+            CUR_SIZE_ALL_MEM_TABLES, ESTIMATE_LIVE_DATA_SIZE, ESTIMATE_NUM_KEYS,
+        };
         let handle = self.handle(cf)?;
         // SST estimates miss what is still in memtables, so add those.
         let live_bytes = self.property(handle, ESTIMATE_LIVE_DATA_SIZE)?
@@ -311,7 +324,9 @@ mod tests {
             assert!(engine.stats(ColumnFamily::Data).unwrap().keys > 0);
         }
         let engine = RocksEngine::open(dir.path(), &options).unwrap();
-        let all = engine.scan(ColumnFamily::Data, &[], None, usize::MAX).unwrap();
+        let all = engine
+            .scan(ColumnFamily::Data, &[], None, usize::MAX)
+            .unwrap();
         assert_eq!(all.len(), 100);
     }
 
@@ -323,7 +338,8 @@ mod tests {
             options.create_if_missing(true);
             options.create_missing_column_families(true);
             let db = DB::open_cf(&options, dir.path(), ["data", "from_the_future"]).unwrap();
-            db.put_cf(db.cf_handle("data").unwrap(), b"k", b"v").unwrap();
+            db.put_cf(db.cf_handle("data").unwrap(), b"k", b"v")
+                .unwrap();
         }
         let engine = RocksEngine::open(dir.path(), &test_options()).unwrap();
         assert_eq!(

@@ -12,7 +12,11 @@ use tracing_subscriber::EnvFilter;
 use serve_args::ServeArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "A Dynamo-style leaderless wide-column database")]
+#[command(
+    name = "tessera",
+    version,
+    about = "A Dynamo-style leaderless wide-column database"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

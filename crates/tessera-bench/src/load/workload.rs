@@ -77,7 +77,11 @@ enum Keys {
 
 impl OpChooser {
     /// A chooser of `workload` operations over `keys` keys.
-    pub fn new(workload: Workload, distribution: Distribution, keys: u64) -> Result<Self, BenchError> {
+    pub fn new(
+        workload: Workload,
+        distribution: Distribution,
+        keys: u64,
+    ) -> Result<Self, BenchError> {
         if keys == 0 {
             return Err(BenchError::InvalidArgument {
                 flag: "keys",
@@ -130,7 +134,8 @@ impl Paths {
     /// The table must match `[A-Za-z0-9_]{1,48}`, and the column and level must be plain
     /// alphanumerics, so that nothing needs percent-encoding.
     pub fn new(table: &str, column: &str, consistency: Option<&str>) -> Result<Self, BenchError> {
-        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let plain =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !plain(table) || table.len() > 48 {
             return Err(BenchError::InvalidArgument {
                 flag: "table",
@@ -204,7 +209,10 @@ mod tests {
         let paths = Paths::new("bench", "v", None).unwrap();
         assert_eq!(paths.cell(42), "/v1/tables/bench/rows/k42/v");
         let paths = Paths::new("bench", "v", Some("quorum")).unwrap();
-        assert_eq!(paths.cell(0), "/v1/tables/bench/rows/k0/v?consistency=quorum");
+        assert_eq!(
+            paths.cell(0),
+            "/v1/tables/bench/rows/k0/v?consistency=quorum"
+        );
         assert!(Paths::new("no/slash", "v", None).is_err());
         assert!(Paths::new("t", "v", Some("a&b")).is_err());
         assert!(OpChooser::new(Workload::Get, Distribution::Uniform, 0).is_err());

@@ -19,8 +19,7 @@ use crate::node::{now_ms, Node};
 #[serde(deny_unknown_fields)]
 pub struct CellQuery {
     consistency: Option<String>,
-    #[serde(default)]
-    encoding: Encoding,
+    encoding: Option<String>,
 }
 
 pub async fn get_cell(
@@ -32,6 +31,7 @@ pub async fn get_cell(
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
     let quorum = data::quorum(&node, &table, level, Access::Read)?;
+    let encoding = Encoding::parse(query.encoding.as_deref())?;
     let row = node.row_key(table.id, path.key);
     let column = path.column;
     let cell = data::blocking(&node, "read", move |store| store.read_cell(&row, &column)).await?;
@@ -49,14 +49,17 @@ pub async fn get_cell(
                 .into_response(),
             None => (
                 StatusCode::MULTIPLE_CHOICES,
-                axum::Json(values::siblings_json(cell, query.encoding)),
+                axum::Json(values::siblings_json(cell, encoding)),
             )
                 .into_response(),
         },
     };
     let out = response.headers_mut();
-    if let Some(cell) = &cell {
-        data::cell_headers(out, cell);
+    match &cell {
+        Some(cell) => data::cell_headers(out, cell),
+        None => {
+            out.insert("x-siblings", 0.into());
+        }
     }
     out.insert("x-replicas", quorum.header(1));
     Ok(response)

@@ -8,7 +8,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 use tessera_storage::{Context, MAX_COLUMN_LEN, MAX_KEY_LEN};
 
@@ -116,7 +115,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CellPath {
 }
 
 fn decode_table(segment: &str) -> Result<String, ApiError> {
-    let decoded = percent_decode_str(segment).collect::<Vec<u8>>();
+    let decoded = strict_percent_decode(segment).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_table_name",
+            format!("table name {segment:?} has a malformed percent escape"),
+        )
+    })?;
     let name = String::from_utf8_lossy(&decoded).into_owned();
     validate_table_name(&name)?;
     Ok(name)
@@ -150,21 +154,75 @@ impl Name {
 }
 
 fn decode_name(segment: &str, name: Name) -> Result<Vec<u8>, ApiError> {
-    let bytes: Vec<u8> = percent_decode_str(segment).collect();
+    let bytes = strict_percent_decode(segment).ok_or_else(|| {
+        ApiError::bad_request(
+            name.code(),
+            format!("{} {segment:?} has a malformed percent escape", name.what()),
+        )
+    })?;
     validate_name(&bytes, name)?;
     Ok(bytes)
 }
 
+/// Decodes `%XX` escapes, refusing a `%` that is not followed by two hex digits: taking it
+/// literally, as lenient decoders do, would store a key the client never meant.
+pub fn strict_percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Checks every name and value of a query string: escapes well formed, text UTF-8. The
+/// form decoder behind `Query` would otherwise replace bad bytes and carry on.
+fn check_raw_query(query: &str) -> Result<(), ApiError> {
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |part: &str| {
+            strict_percent_decode(&part.replace('+', " ")).and_then(|b| String::from_utf8(b).ok())
+        };
+        let name = decode(name).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("query parameter name {name:?} is not well-formed UTF-8"),
+            )
+        })?;
+        if decode(value).is_none() {
+            return Err(ApiError::invalid_parameter(
+                &name,
+                format!("query parameter {name} has a malformed escape or is not UTF-8"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The rules for partition keys and column names, wherever they come from (path or JSON).
 pub fn validate_name(bytes: &[u8], name: Name) -> Result<(), ApiError> {
-    let fail = |reason: String| ApiError::bad_request(name.code(), format!("{} {reason}", name.what()));
+    let fail =
+        |reason: String| ApiError::bad_request(name.code(), format!("{} {reason}", name.what()));
     if bytes.is_empty() {
         return Err(fail("is empty".into()));
     }
     if bytes.len() > name.max() {
-        return Err(fail(format!("is {} bytes, above the limit of {}", bytes.len(), name.max()))
-            .with("length", bytes.len())
-            .with("max", name.max()));
+        return Err(fail(format!(
+            "is {} bytes, above the limit of {}",
+            bytes.len(),
+            name.max()
+        ))
+        .with("length", bytes.len())
+        .with("max", name.max()));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| fail("is not valid UTF-8".into()))?;
     if text.contains('\0') {
@@ -186,6 +244,7 @@ pub struct ApiQuery<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        check_raw_query(parts.uri.query().unwrap_or(""))?;
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(query)| ApiQuery(query))
             .map_err(|rejection| {
@@ -285,7 +344,9 @@ mod tests {
 
     #[test]
     fn data_paths_decode_percent_escapes() {
-        let path = DataPath::parse("/v1/tables/t/rows/user%2F1/na%20me").unwrap().unwrap();
+        let path = DataPath::parse("/v1/tables/t/rows/user%2F1/na%20me")
+            .unwrap()
+            .unwrap();
         assert_eq!(path.table, "t");
         assert_eq!(path.key.unwrap(), b"user/1");
         assert_eq!(path.column.unwrap(), b"na me");
@@ -306,11 +367,25 @@ mod tests {
             "/v1/tables/t/rows/%FF/c",
             "/v1/tables/t/rows//c",
             "/v1/tables/t/rows/k/",
+            "/v1/tables/t/rows/%zz/c",
+            "/v1/tables/t/rows/k/%4",
+            "/v1/tables/t/rows/%/c",
+            "/v1/tables/t%G1/rows/k/c",
         ] {
             let parsed = DataPath::parse(raw).unwrap();
             let err = parsed.err().unwrap_or_else(|| panic!("{raw} accepted"));
             assert_eq!(err.status, 400, "{raw}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn queries_are_decoded_strictly() {
+        assert!(check_raw_query("from=a%20b&to=c+d&limit=5").is_ok());
+        assert!(check_raw_query("").is_ok());
+        for bad in ["from=%FF", "from=%zz", "to=%", "%FF=1"] {
+            assert!(check_raw_query(bad).is_err(), "{bad}");
+        }
+        assert_eq!(strict_percent_decode("a%2Fb%00").unwrap(), b"a/b\0");
     }
 
     #[test]

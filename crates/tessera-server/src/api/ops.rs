@@ -30,15 +30,24 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
     for (cf, stats) in stats {
         let bytes = i64::try_from(stats.live_bytes).unwrap_or(i64::MAX);
         let keys = i64::try_from(stats.keys).unwrap_or(i64::MAX);
-        node.metrics.storage_bytes.with_label_values(&[cf.name()]).set(bytes);
-        node.metrics.storage_keys.with_label_values(&[cf.name()]).set(keys);
+        node.metrics
+            .storage_bytes
+            .with_label_values(&[cf.name()])
+            .set(bytes);
+        node.metrics
+            .storage_keys
+            .with_label_values(&[cf.name()])
+            .set(keys);
     }
     let text = node
         .metrics
         .render()
         .map_err(|e| ApiError::internal(format!("rendering metrics failed: {e}")))?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response())

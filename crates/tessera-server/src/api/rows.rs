@@ -34,8 +34,7 @@ pub struct RowQuery {
     to: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
-    #[serde(default)]
-    encoding: Encoding,
+    encoding: Option<String>,
 }
 
 pub async fn get_row(
@@ -48,6 +47,7 @@ pub async fn get_row(
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
     let quorum = data::quorum(&node, &table, level, Access::Read)?;
     let limit = parse_limit(query.limit.as_deref())?;
+    let encoding = Encoding::parse(query.encoding.as_deref())?;
     let from = bound(query.from, "from")?;
     let to = bound(query.to, "to")?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -63,7 +63,9 @@ pub async fn get_row(
     let page = data::blocking(&node, "read", move |store| store.read_row(&row, &slice)).await?;
     if unbounded && page.cells.is_empty() {
         let mut response = ApiError::not_found("no such row").into_response();
-        response.headers_mut().insert("x-replicas", quorum.header(1));
+        response
+            .headers_mut()
+            .insert("x-replicas", quorum.header(1));
         return Ok(response);
     }
 
@@ -74,9 +76,9 @@ pub async fn get_row(
             let mut object = Map::new();
             object.insert("column".into(), json!(String::from_utf8_lossy(column)));
             match values::single_value(cell) {
-                Some(bytes) => values::insert_value(&mut object, bytes, query.encoding),
+                Some(bytes) => values::insert_value(&mut object, bytes, encoding),
                 None => {
-                    object.insert("siblings".into(), values::siblings_json(cell, query.encoding));
+                    object.insert("siblings".into(), values::siblings_json(cell, encoding));
                 }
             }
             object.insert("context".into(), json!(encode_context(&cell.join())));
@@ -90,7 +92,9 @@ pub async fn get_row(
         }
     }
     let mut response = Json(body).into_response();
-    response.headers_mut().insert("x-replicas", quorum.header(1));
+    response
+        .headers_mut()
+        .insert("x-replicas", quorum.header(1));
     Ok(response)
 }
 
@@ -132,7 +136,14 @@ pub async fn post_row(
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
     let quorum = data::quorum(&node, &table, level, Access::Write)?;
     let max_batch = node.config.limits.max_batch_bytes;
-    let bytes = extract::read_body(body, &headers, max_batch, "body_too_large", "the batch body").await?;
+    let bytes = extract::read_body(
+        body,
+        &headers,
+        max_batch,
+        "body_too_large",
+        "the batch body",
+    )
+    .await?;
     let batch: BatchRequest = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
     if batch.ops.is_empty() || batch.ops.len() > MAX_BATCH_OPS {
         return Err(ApiError::invalid_json(format!(
@@ -173,7 +184,10 @@ pub async fn post_row(
                 format!("column {column:?} appears more than once in the batch"),
             ));
         }
-        let context = context.as_deref().map(extract::decode_context).transpose()?;
+        let context = context
+            .as_deref()
+            .map(extract::decode_context)
+            .transpose()?;
         writes.push((column.into_bytes(), value, context));
     }
 
@@ -212,7 +226,9 @@ pub async fn post_row(
         })
         .collect();
     let mut response = Json(json!({ "cells": cells })).into_response();
-    response.headers_mut().insert("x-replicas", quorum.header(1));
+    response
+        .headers_mut()
+        .insert("x-replicas", quorum.header(1));
     Ok(response)
 }
 
@@ -226,9 +242,14 @@ pub async fn delete_row(
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
     let quorum = data::quorum(&node, &table, level, Access::Write)?;
     let row = node.row_key(table.id, path.key);
-    let deleted = data::blocking(&node, "delete", move |store| store.delete_row(&row, now_ms())).await?;
+    let deleted = data::blocking(&node, "delete", move |store| {
+        store.delete_row(&row, now_ms())
+    })
+    .await?;
     let mut response = (StatusCode::OK, Json(json!({ "deleted": deleted }))).into_response();
-    response.headers_mut().insert("x-replicas", quorum.header(1));
+    response
+        .headers_mut()
+        .insert("x-replicas", quorum.header(1));
     Ok(response)
 }
 
@@ -265,8 +286,15 @@ fn encode_cursor(column: &[u8]) -> String {
 }
 
 fn decode_cursor(token: &str) -> Result<Vec<u8>, ApiError> {
-    let bad = || ApiError::invalid_parameter("cursor", "cursor is not one this server issued: pass back the \"next\" of the previous page");
-    let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::invalid_parameter(
+            "cursor",
+            "cursor is not one this server issued: pass back the \"next\" of the previous page",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.as_bytes())
+        .map_err(|_| bad())?;
     match bytes.split_first() {
         Some((&CURSOR_FORMAT, column)) if !column.is_empty() => Ok(column.to_vec()),
         _ => Err(bad()),

@@ -34,8 +34,14 @@ pub async fn create_table(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes =
-        extract::read_body(body, &headers, MAX_TABLE_BODY, "body_too_large", "the table definition").await?;
+    let bytes = extract::read_body(
+        body,
+        &headers,
+        MAX_TABLE_BODY,
+        "body_too_large",
+        "the table definition",
+    )
+    .await?;
     let request: CreateTable = if bytes.iter().all(u8::is_ascii_whitespace) {
         CreateTable::default()
     } else {
@@ -61,7 +67,12 @@ pub async fn create_table(
 }
 
 pub async fn list_tables(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
-    let tables: Vec<_> = node.schema.list().iter().map(|t| json!(t.as_ref())).collect();
+    let tables: Vec<_> = node
+        .schema
+        .list()
+        .iter()
+        .map(|t| json!(t.as_ref()))
+        .collect();
     Json(json!({ "tables": tables }))
 }
 

@@ -2,18 +2,30 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tessera_storage::{Cell, CellValue};
 
 use super::error::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encoding {
     #[default]
     Utf8,
     Base64,
+}
+
+impl Encoding {
+    /// The `encoding` query parameter: `utf8` (the default) or `base64`.
+    pub fn parse(text: Option<&str>) -> Result<Self, ApiError> {
+        match text {
+            None | Some("utf8") => Ok(Self::Utf8),
+            Some("base64") => Ok(Self::Base64),
+            Some(other) => Err(ApiError::invalid_parameter(
+                "encoding",
+                format!("encoding must be utf8 or base64, got {other:?}"),
+            )),
+        }
+    }
 }
 
 /// One version: `{"value"}`, `{"value_base64"}` or `{"deleted": true}`.
@@ -69,7 +81,9 @@ pub fn decode_json_value(
     match (value, value_base64) {
         (Some(text), None) => Ok(text.into_bytes()),
         (None, Some(encoded)) => STANDARD.decode(encoded.as_bytes()).map_err(|e| {
-            ApiError::invalid_json(format!("value_base64 of column {column:?} is not base64: {e}"))
+            ApiError::invalid_json(format!(
+                "value_base64 of column {column:?} is not base64: {e}"
+            ))
         }),
         _ => Err(ApiError::invalid_json(format!(
             "a set of column {column:?} needs exactly one of \"value\" and \"value_base64\""

@@ -1,0 +1,220 @@
+//! One closed-loop worker: a tokio task with its own connections, rng and histogram, sending the
+//! next request only when the previous answer has been read in full.
+//!
+//! Only successful operations go into the latency histogram (a fast 503 must not make a node look
+//! quick); failures are counted by kind. A `300 Multiple Choices` read is a success (it is a valid
+//! answer, with siblings), and so is any answer, read or write, counted in `siblings` when its
+//! `X-Siblings` header says the cell holds more than one version.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HOST;
+use hyper::{Method, Request, StatusCode};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::target::{Connection, Target};
+use super::workload::{Op, OpChooser, Paths};
+use crate::summary;
+
+/// Pause after a failed connect, so that a dead node costs a counter, not a busy loop.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// What every worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Nodes, used round-robin by each worker.
+    pub targets: Vec<Target>,
+    /// Request paths.
+    pub paths: Paths,
+    /// The operation mix.
+    pub chooser: OpChooser,
+    /// The value every write sends (shared, so a write copies no bytes).
+    pub value: Bytes,
+    /// Longest wait for one answer before the connection is dropped.
+    pub timeout: Duration,
+}
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Failure {
+    /// An HTTP status other than 2xx and 300.
+    Status(u16),
+    /// The TCP connection or HTTP handshake could not be made.
+    Connect,
+    /// The exchange failed mid-way (reset, closed, malformed).
+    Io,
+    /// No full answer within the timeout.
+    Timeout,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Status(code) => write!(f, "{code}"),
+            Failure::Connect => f.write_str("connect"),
+            Failure::Io => f.write_str("io"),
+            Failure::Timeout => f.write_str("timeout"),
+        }
+    }
+}
+
+/// What a worker measured.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Latencies of successful operations, ns.
+    pub histogram: Histogram<u64>,
+    /// Failures by kind.
+    pub failures: BTreeMap<Failure, u64>,
+    /// Successful answers about cells with siblings.
+    pub siblings: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            histogram: summary::new_histogram(),
+            failures: BTreeMap::new(),
+            siblings: 0,
+        }
+    }
+}
+
+/// A successful answer.
+struct Answer {
+    siblings: bool,
+}
+
+/// One worker. It is moved into its task for a phase and handed back at the end, so that its
+/// connections survive from the preload to the measured run.
+pub struct Worker {
+    index: u64,
+    connections: Vec<Option<Connection>>,
+    next_target: usize,
+    rng: StdRng,
+    /// What the current phase has measured so far.
+    pub stats: Stats,
+}
+
+impl Worker {
+    /// Worker number `index` of a run seeded with `seed`.
+    pub fn new(index: u64, targets: usize, seed: u64) -> Self {
+        // Distinct, reproducible streams per worker.
+        let stream = seed ^ (index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Self {
+            index,
+            connections: (0..targets).map(|_| None).collect(),
+            next_target: index as usize % targets.max(1),
+            rng: StdRng::seed_from_u64(stream),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Writes keys `index, index + workers, ...` below `keys`, once each.
+    pub async fn preload(mut self, shared: Arc<Shared>, workers: u64, keys: u64) -> Self {
+        let mut key = self.index;
+        while key < keys {
+            let began = Instant::now();
+            let outcome = self.exchange(&shared, Op::Write(key)).await;
+            self.count(outcome, began.elapsed());
+            key += workers;
+        }
+        self
+    }
+
+    /// Runs the mix until `end`, counting only operations that start at or after `measure_from`.
+    pub async fn measure(
+        mut self,
+        shared: Arc<Shared>,
+        measure_from: Instant,
+        end: Instant,
+    ) -> Self {
+        loop {
+            let began = Instant::now();
+            if began >= end {
+                return self;
+            }
+            let op = shared.chooser.next(&mut self.rng);
+            let outcome = self.exchange(&shared, op).await;
+            if began >= measure_from {
+                self.count(outcome, began.elapsed());
+            }
+        }
+    }
+
+    fn count(&mut self, outcome: Result<Answer, Failure>, latency: Duration) {
+        match outcome {
+            Ok(answer) => {
+                summary::record(&mut self.stats.histogram, latency);
+                self.stats.siblings += u64::from(answer.siblings);
+            }
+            Err(failure) => *self.stats.failures.entry(failure).or_default() += 1,
+        }
+    }
+
+    /// One request and its whole answer, on the next target's connection (opened if needed,
+    /// dropped after any failure but an HTTP status).
+    async fn exchange(&mut self, shared: &Shared, op: Op) -> Result<Answer, Failure> {
+        let t = self.next_target;
+        self.next_target = (t + 1) % shared.targets.len();
+        let target = &shared.targets[t];
+        let connection = match &mut self.connections[t] {
+            Some(connection) => connection,
+            slot => match Connection::open(target).await {
+                Ok(connection) => slot.insert(connection),
+                Err(_) => {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    return Err(Failure::Connect);
+                }
+            },
+        };
+        let (method, key, body) = match op {
+            Op::Read(key) => (Method::GET, key, Bytes::new()),
+            Op::Write(key) => (Method::PUT, key, shared.value.clone()),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(shared.paths.cell(key))
+            .header(HOST, target.host.clone())
+            .body(Full::new(body))
+            .map_err(|_| Failure::Io)?;
+        let exchange = async {
+            let response = connection.ready().await?.send_request(request).await?;
+            let status = response.status();
+            let siblings = response
+                .headers()
+                .get("x-siblings")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 1);
+            let mut body = response.into_body();
+            while let Some(frame) = body.frame().await {
+                frame?;
+            }
+            Ok::<_, hyper::Error>((status, siblings))
+        };
+        match tokio::time::timeout(shared.timeout, exchange).await {
+            Ok(Ok((status, siblings))) => {
+                if status.is_success() || status == StatusCode::MULTIPLE_CHOICES {
+                    Ok(Answer { siblings })
+                } else {
+                    Err(Failure::Status(status.as_u16()))
+                }
+            }
+            Ok(Err(_)) => {
+                self.connections[t] = None;
+                Err(Failure::Io)
+            }
+            Err(_) => {
+                self.connections[t] = None;
+                Err(Failure::Timeout)
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `tessera-bench`: measures a Tessera node against ceilings taken on the same machine.
+//!
+//! See `docs/performance.md` for what each subcommand measures and `scripts/bench-node.sh` for
+//! how they are put together.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_bench::load::LoadArgs;
+use tessera_bench::report::ReportArgs;
+use tessera_bench::storage::StorageArgs;
+use tessera_bench::BenchError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera-bench",
+    version,
+    about = "Benchmarks a Tessera node against its own ceilings",
+    after_help = "Examples:\n  \
+        tessera-bench http-ceiling --listen 127.0.0.12:7000\n  \
+        tessera-bench storage --dir /tmp/bench-storage --ops 200000 --threads 2\n  \
+        tessera-bench load --target http://127.0.0.11:7000 --create-table 1 --preload --workload get\n  \
+        tessera-bench load --target http://127.0.0.11:7000,http://127.0.0.12:7000 --workload ycsb-a \\\n      \
+        --distribution zipfian --consistency quorum --seed 1\n  \
+        tessera-bench report results/*.txt"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the node's cell routes with handlers that do nothing: the request-layer ceiling.
+    HttpCeiling {
+        /// Address to listen on; port 0 picks a free port (printed as `listening on http://ADDR`).
+        #[arg(long, default_value = "127.0.0.12:7000")]
+        listen: SocketAddr,
+    },
+    /// Raw RocksDB puts and gets, and the versioned cell path: the storage ceiling.
+    Storage(StorageArgs),
+    /// Closed-loop HTTP load against one or more nodes.
+    Load(LoadArgs),
+    /// Markdown tables of summaries: the node as ratios to its ceilings.
+    Report(ReportArgs),
+}
+
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, BenchError> {
+    // The node's runtime: multi-thread, every driver enabled, one worker per core by default.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder
+        .enable_all()
+        .build()
+        .map_err(|source| BenchError::Io {
+            what: "starting the async runtime",
+            source,
+        })
+}
+
+fn run(cli: Cli) -> Result<(), BenchError> {
+    match cli.command {
+        Command::HttpCeiling { listen } => {
+            runtime(None)?.block_on(tessera_bench::ceiling::serve(listen, shutdown_signal()))
+        }
+        Command::Storage(args) => tessera_bench::storage::run(&args).map(drop),
+        Command::Load(args) => runtime(args.threads)?
+            .block_on(tessera_bench::load::run(&args))
+            .map(drop),
+        Command::Report(args) => {
+            print!("{}", tessera_bench::report::run(&args)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tessera-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
