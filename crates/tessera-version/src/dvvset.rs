@@ -390,9 +390,7 @@ mod tests {
     #[test]
     fn update_against_with_zero_or_many_anonymous_values_does_not_panic() {
         let stored = clock(&[('a', 1, &["v1"])], &[]);
-        let none = Clock::from_context(&vv(&[('a', 1)]), "x");
-        let mut none = none;
-        none.anonymous.clear();
+        let none = clock(&[('a', 1, &[])], &[]);
         assert_eq!(
             none.update_against(&stored, &'a'),
             clock(&[('a', 1, &[])], &[])

@@ -146,7 +146,7 @@ pub(crate) fn event<A: Ord + Clone, V>(entries: &mut Vec<Entry<A, V>>, actor: &A
             let entry = &mut entries[i];
             // Saturating: 2^64 writes cannot happen, and a corrupt counter must not panic.
             entry.counter = entry.counter.saturating_add(1);
-            entry.values.push(Some(value));
+            entry.values.insert(0, Some(value));
         }
         Err(i) => entries.insert(
             i,
