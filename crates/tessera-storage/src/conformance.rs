@@ -6,13 +6,13 @@
 //! example a fault-injecting wrapper) can be held to the same contract.
 //! Failures panic, as in any test.
 
-use crate::engine::{ColumnFamily, Engine, WriteBatch};
+use crate::engine::{ColumnFamily, Engine, KvPairs as Pairs, WriteBatch};
 
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+type Check<E> = fn(&E);
 
 /// Runs every check, each on a fresh engine from `make`.
 pub fn run_all<E: Engine>(make: &mut dyn FnMut() -> E) {
-    let checks: &[(&str, fn(&E))] = &[
+    let checks: &[(&str, Check<E>)] = &[
         ("get_put_overwrite_delete", get_put_overwrite_delete),
         ("later_ops_in_a_batch_win", later_ops_in_a_batch_win),
         ("delete_range", delete_range),

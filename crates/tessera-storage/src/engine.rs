@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use crate::error::StorageError;
 
+/// Key-value pairs in key order, as returned by [`Engine::scan`].
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A column family: an independent, ordered key space.
 ///
 /// Adding one is a one-line change: a variant, plus its entry in [`ColumnFamily::ALL`]
@@ -169,7 +172,7 @@ pub trait Engine: Send + Sync + 'static {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<KvPairs, StorageError>;
 
     /// Applies the whole batch atomically; on return it is in the WAL (and fsynced when
     /// the engine was opened with `sync_writes`).
@@ -194,7 +197,7 @@ impl<E: Engine> Engine for Arc<E> {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KvPairs, StorageError> {
         (**self).scan(cf, start, end, limit)
     }
 

@@ -25,7 +25,7 @@ pub mod store;
 
 pub use cell::{Actor, Cell, CellValue, CellWrite, Context};
 pub use codec::{decode_versioned, encode_versioned, FORMAT_VERSION};
-pub use engine::{BatchOp, CfStats, ColumnFamily, Engine, WriteBatch};
+pub use engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
 pub use error::StorageError;
 pub use keys::{
     cell_key, decode_cell_key, partition_range, row_prefix, RowKey, TableId, MAX_COLUMN_LEN,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::engine::{BatchOp, CfStats, ColumnFamily, Engine, WriteBatch};
+use crate::engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
 use crate::error::StorageError;
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -54,7 +54,7 @@ impl Engine for MemoryEngine {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KvPairs, StorageError> {
         if limit == 0 || end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }

@@ -11,7 +11,7 @@ use rocksdb::{
     ReadOptions, WriteOptions, DB,
 };
 
-use crate::engine::{BatchOp, CfStats, ColumnFamily, Engine, WriteBatch};
+use crate::engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
 use crate::error::StorageError;
 
 /// Tuning of the RocksDB engine. `Default` is sane for a small node.
@@ -178,7 +178,7 @@ impl Engine for RocksEngine {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KvPairs, StorageError> {
         if limit == 0 || end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }

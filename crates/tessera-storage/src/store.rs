@@ -17,7 +17,7 @@ use crate::error::{hex_key, StorageError};
 use crate::keys::{cell_key, key_successor, prefix_successor, row_range, validate_column, RowKey};
 
 /// Default cap on siblings a coordinator write may create.
-pub const DEFAULT_MAX_SIBLINGS: usize = 64;
+pub const DEFAULT_MAX_SIBLINGS: usize = 100;
 
 /// Number of row lock stripes. Rows sharing a stripe only serialise each other's
 /// writes, which at this count is rare enough not to matter.
