@@ -34,7 +34,7 @@ impl Metrics {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5, 5.0,
             ]),
-            &["method", "route"],
+            &["method", "route", "status"],
         )?;
         let cell_siblings = Histogram::with_opts(
             HistogramOpts::new(
@@ -76,11 +76,11 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .with_label_values(&[method, route, &status.to_string()])
-            .inc();
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
         self.latency
-            .with_label_values(&[method, route])
+            .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
     }
 
