@@ -1,0 +1,49 @@
+//! Tessera's cluster layer: how one node's request becomes a quorum of replicas.
+//!
+//! - [`messages`]: the versioned internal RPC messages nodes exchange;
+//! - [`transport`]: the [`Transport`] trait a node calls peers through, and
+//!   the [`Handler`] trait a node serves peers with (the real HTTP transport
+//!   lives in `tessera-server`; [`sim::SimNetwork`] is an in-memory one for
+//!   deterministic tests);
+//! - [`membership`]: which peers are believed alive ([`MembershipView`]);
+//! - [`quorum`]: pure state machines counting acks and merging read answers;
+//! - [`coordinator`]: the Dynamo write and read paths (forwarding, W/R
+//!   quorums, background replication and read repair);
+//! - [`replica`]: the replica side, serving reads and merges from the local
+//!   [`tessera_storage::CellStore`].
+//!
+//! Replica lists (preference lists) are inputs: the caller computes them from
+//! the ring, so this crate does not depend on how placement is decided.
+
+pub mod coordinator;
+pub mod error;
+pub mod exec;
+pub mod membership;
+pub mod messages;
+pub mod ops;
+pub mod quorum;
+pub mod replica;
+pub mod sim;
+pub mod stats;
+pub mod transport;
+
+mod answer;
+mod read;
+mod wire;
+mod write;
+
+pub use answer::ReadAnswer;
+pub use coordinator::{Coordinator, CoordinatorConfig, WriteCoordinator};
+pub use error::CoordinatorError;
+pub use exec::StorageRunner;
+pub use membership::{MembershipView, StaticMembership};
+pub use messages::{
+    decode_request, decode_response, encode_request, encode_response, ErrorKind, MessageError,
+    Request, Response, PROTOCOL_VERSION,
+};
+pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
+pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
+pub use replica::Replica;
+pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};
+pub use stats::{CoordinatorStats, StatsSnapshot};
+pub use transport::{BoxFuture, Handler, NodeId, Transport, TransportError};

@@ -1,0 +1,139 @@
+//! The replica side: what a node does with its peers' requests.
+//!
+//! Reads and merges go straight to the local [`CellStore`]; a forwarded
+//! client write ([`Request::Coordinate`]) goes to this node's coordinator,
+//! attached after construction with [`Replica::set_coordinator`] because the
+//! coordinator and the network that delivers to this replica are built from
+//! each other. The link is weak so that a dropped coordinator does not linger.
+
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+
+use tessera_storage::{CellStore, Engine, StorageError};
+use tracing::debug;
+
+use crate::coordinator::WriteCoordinator;
+use crate::error::storage_kind;
+use crate::exec::StorageRunner;
+use crate::messages::{ErrorKind, Request, Response};
+use crate::transport::{BoxFuture, Handler, NodeId};
+
+/// Serves internal requests from the local store and coordinator.
+pub struct Replica<E: Engine> {
+    node: NodeId,
+    store: Arc<CellStore<E>>,
+    runner: StorageRunner,
+    coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
+}
+
+impl<E: Engine> std::fmt::Debug for Replica<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("node", &self.node)
+            .field("runner", &self.runner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage_failure(error: &StorageError) -> Response {
+    Response::Error {
+        kind: storage_kind(error),
+        message: error.to_string(),
+    }
+}
+
+impl<E: Engine> Replica<E> {
+    /// The replica of node `node` over `store`, running storage calls with `runner`.
+    pub fn new(node: impl Into<NodeId>, store: Arc<CellStore<E>>, runner: StorageRunner) -> Self {
+        Self {
+            node: node.into(),
+            store,
+            runner,
+            coordinator: RwLock::new(None),
+        }
+    }
+
+    /// Attaches the coordinator that runs forwarded writes (held weakly).
+    pub fn set_coordinator<C: WriteCoordinator>(&self, coordinator: &Arc<C>) {
+        let weak: Weak<dyn WriteCoordinator> =
+            Arc::downgrade(coordinator) as Weak<dyn WriteCoordinator>;
+        *self
+            .coordinator
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(weak);
+    }
+
+    /// The local store.
+    pub fn store(&self) -> &Arc<CellStore<E>> {
+        &self.store
+    }
+
+    fn coordinator(&self) -> Option<Arc<dyn WriteCoordinator>> {
+        self.coordinator
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(Weak::upgrade)
+    }
+}
+
+impl<E: Engine> Handler for Replica<E> {
+    fn handle(&self, from: &NodeId, request: Request) -> BoxFuture<'static, Response> {
+        let partition = match &request {
+            Request::ReadCell { row, .. }
+            | Request::ReadRow { row, .. }
+            | Request::Merge { row, .. } => Some(row.partition),
+            Request::Coordinate { request } => Some(request.row.partition),
+            Request::Ping => None,
+        };
+        debug!(node = %self.node, %from, partition, request = request.name(), "handling");
+        let store = self.store.clone();
+        let runner = self.runner;
+        match request {
+            Request::ReadCell { row, column } => Box::pin(async move {
+                match runner.run(move || store.read_cell(&row, &column)).await {
+                    Ok(cell) => Response::Cell { cell },
+                    Err(error) => storage_failure(&error),
+                }
+            }),
+            Request::ReadRow { row, slice } => Box::pin(async move {
+                match runner.run(move || store.read_row(&row, &slice)).await {
+                    Ok(page) => Response::Row { page },
+                    Err(error) => storage_failure(&error),
+                }
+            }),
+            Request::Merge { row, cells } => Box::pin(async move {
+                match runner.run(move || store.merge_row(&row, &cells)).await {
+                    Ok(outcomes) => Response::Merged {
+                        changed: u32::try_from(outcomes.iter().filter(|o| o.changed).count())
+                            .unwrap_or(u32::MAX),
+                    },
+                    Err(error) => storage_failure(&error),
+                }
+            }),
+            Request::Coordinate { request } => match self.coordinator() {
+                Some(coordinator) => {
+                    let write = coordinator.coordinate(request);
+                    Box::pin(async move {
+                        match write.await {
+                            Ok(outcome) => Response::Written { outcome },
+                            Err(error) => {
+                                let (kind, message) = error.to_wire();
+                                Response::Error { kind, message }
+                            }
+                        }
+                    })
+                }
+                None => {
+                    let message = format!("{} has no coordinator attached", self.node);
+                    Box::pin(async move {
+                        Response::Error {
+                            kind: ErrorKind::NotCoordinator,
+                            message,
+                        }
+                    })
+                }
+            },
+            Request::Ping => Box::pin(async { Response::Pong }),
+        }
+    }
+}

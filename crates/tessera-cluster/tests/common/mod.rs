@@ -1,0 +1,218 @@
+//! A simulated cluster for integration tests: `n` nodes over a [`SimNetwork`],
+//! each with an in-memory store, a replica handler and a coordinator, all
+//! storage calls inline so that a paused-time run replays from its seed.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_cluster::{
+    ClientWrite, Coordinator, CoordinatorConfig, NodeId, Replica, SimNetwork, SimTransport,
+    StaticMembership, StorageRunner, WriteRequest,
+};
+use tessera_storage::{Actor, Cell, CellStore, Context, MemoryEngine, RowKey, StoreOptions};
+
+pub type SimCoordinator = Coordinator<SimTransport, Arc<StaticMembership>, MemoryEngine>;
+
+/// Replicas per key.
+pub const N: usize = 3;
+
+pub struct Node {
+    pub id: NodeId,
+    pub actor: Actor,
+    pub store: Arc<CellStore<MemoryEngine>>,
+    pub replica: Arc<Replica<MemoryEngine>>,
+    pub coordinator: Arc<SimCoordinator>,
+}
+
+pub struct Cluster {
+    pub net: SimNetwork,
+    pub membership: Arc<StaticMembership>,
+    pub nodes: Vec<Node>,
+}
+
+pub struct Options {
+    pub max_siblings: usize,
+    pub timeout: Duration,
+    pub forward_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_siblings: 64,
+            timeout: Duration::from_secs(2),
+            forward_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub fn node_name(i: usize) -> NodeId {
+    format!("n{i}")
+}
+
+/// A row of table 1 whose token is a hash of its key.
+pub fn row(key: &str) -> RowKey {
+    // FNV-1a: stable and good enough to spread a handful of test keys.
+    let token = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    RowKey::new(1, (token >> 56) as u16, token, key.as_bytes().to_vec())
+}
+
+impl Cluster {
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        Self::with_options(nodes, seed, Options::default())
+    }
+
+    pub fn with_options(nodes: usize, seed: u64, options: Options) -> Self {
+        let net = SimNetwork::new(seed);
+        let names: Vec<NodeId> = (0..nodes).map(node_name).collect();
+        let membership = Arc::new(StaticMembership::new(names.clone()));
+        let nodes = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let actor = i as Actor + 1;
+                let mut store_options = StoreOptions::new(actor);
+                store_options.max_siblings = options.max_siblings;
+                let store = Arc::new(CellStore::new(MemoryEngine::new(), store_options));
+                let replica = Arc::new(Replica::new(
+                    id.clone(),
+                    store.clone(),
+                    StorageRunner::Inline,
+                ));
+                let coordinator = Arc::new(Coordinator::new(
+                    id.clone(),
+                    store.clone(),
+                    net.transport(id.clone()),
+                    membership.clone(),
+                    CoordinatorConfig {
+                        timeout: options.timeout,
+                        forward_timeout: options.forward_timeout,
+                        storage: StorageRunner::Inline,
+                    },
+                ));
+                replica.set_coordinator(&coordinator);
+                net.register(id.clone(), replica.clone());
+                Node {
+                    id,
+                    actor,
+                    store,
+                    replica,
+                    coordinator,
+                }
+            })
+            .collect();
+        Self {
+            net,
+            membership,
+            nodes,
+        }
+    }
+
+    pub fn node(&self, id: &str) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("known node")
+    }
+
+    pub fn actor_of(&self, id: &str) -> Actor {
+        self.node(id).actor
+    }
+
+    /// The preference list of `row`: N consecutive nodes from its token.
+    pub fn replicas_of(&self, row: &RowKey) -> Vec<NodeId> {
+        let n = self.nodes.len();
+        let start = (row.token % n as u64) as usize;
+        (0..N.min(n))
+            .map(|i| self.nodes[(start + i) % n].id.clone())
+            .collect()
+    }
+
+    /// Some node that is not a replica of `row` (needs more than N nodes).
+    pub fn non_replica_of(&self, row: &RowKey) -> NodeId {
+        let replicas = self.replicas_of(row);
+        self.nodes
+            .iter()
+            .map(|n| n.id.clone())
+            .find(|id| !replicas.contains(id))
+            .expect("more nodes than replicas")
+    }
+
+    /// Waits (in virtual time) until no coordinator has background work left.
+    pub async fn settle(&self) {
+        for _ in 0..12_000 {
+            if self
+                .nodes
+                .iter()
+                .all(|n| n.coordinator.stats().snapshot().background_in_flight == 0)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("background work did not finish within 120 virtual seconds");
+    }
+
+    /// What `node` stores for one cell.
+    pub fn stored(&self, node: &str, row: &RowKey, column: &[u8]) -> Option<Cell> {
+        self.node(node)
+            .store
+            .read_cell(row, column)
+            .expect("memory store read")
+    }
+}
+
+pub fn set(
+    row: &RowKey,
+    column: &str,
+    value: &str,
+    required: u32,
+    replicas: Vec<NodeId>,
+) -> WriteRequest {
+    write(row, column, Some(value), None, required, replicas)
+}
+
+pub fn write(
+    row: &RowKey,
+    column: &str,
+    value: Option<&str>,
+    context: Option<Context>,
+    required: u32,
+    replicas: Vec<NodeId>,
+) -> WriteRequest {
+    WriteRequest {
+        row: row.clone(),
+        writes: vec![ClientWrite {
+            column: column.as_bytes().to_vec(),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            context,
+        }],
+        required,
+        replicas,
+    }
+}
+
+/// The live values of a cell, sorted, as strings.
+pub fn live(cell: Option<&Cell>) -> Vec<String> {
+    let mut out: Vec<String> = cell
+        .map(|c| {
+            c.values()
+                .into_iter()
+                .filter_map(|v| v.data.as_ref())
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// A current-thread runtime with paused time: deterministic and fast.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
