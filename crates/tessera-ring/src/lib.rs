@@ -1,15 +1,31 @@
-//! Placement: where a partition key lives.
+//! Placement: where a partition key lives, and which nodes hold it.
 //!
-//! This crate is pure (no I/O, no async). It maps a partition key to a 64-bit murmur3 token and the
-//! token to one of Q equal partitions of the token space (Dynamo's strategy 3). Partitions are the
-//! virtual nodes: later they are claimed by physical nodes, and a partition is the unit that moves
-//! between nodes. Because a partition is a contiguous token range, and tokens lead the storage key,
-//! one partition is one contiguous range on disk.
+//! This crate is pure (no I/O, no async, no randomness). It maps a partition key to a 64-bit
+//! murmur3 token and the token to one of Q equal partitions of the token space (Dynamo's
+//! strategy 3). Partitions are the virtual nodes: a [`Ring`] records which physical node owns each
+//! of them at one epoch, and a partition is the unit that moves between nodes. Because a partition
+//! is a contiguous token range, and tokens lead the storage key, one partition is one contiguous
+//! range on disk.
+//!
+//! - [`Ring::new`], [`Ring::with_node_added`] and [`Ring::with_node_removed`] run the claim
+//!   algorithm (module `claim`, which documents it): loads within ±10 % of even (within one
+//!   partition for a new ring); the owners of any `target_n` consecutive partitions distinct
+//!   wherever that is possible without moving partitions between nodes that stay; and a change
+//!   moves only the partitions of the node that joins or leaves, about Q/S of them.
+//! - [`Ring::preference_list`] and [`Ring::fallbacks`] give the replicas of a partition and the
+//!   nodes that stand in for them (sloppy quorum).
+//! - [`diff()`] and [`replica_changes`] say what a ring change moves; [`Ring::encode`] and
+//!   [`Ring::decode`] carry a ring between nodes and to disk.
 
+mod claim;
+mod diff;
 mod error;
 mod partition;
+mod ring;
 mod token;
 
+pub use diff::{diff, replica_changes, PartitionMove, ReplicaChange};
 pub use error::RingError;
 pub use partition::{PartitionId, PartitionScheme, DEFAULT_PARTITIONS, MAX_PARTITIONS};
+pub use ring::{NodeId, Ring, RING_FORMAT_VERSION};
 pub use token::{token_of, Token};
