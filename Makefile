@@ -1,6 +1,6 @@
 # Tessera: build, run and test.
 #
-#   make run    build and start a local node on 127.0.0.11:7000 (data in ./data/)
+#   make run    build and start a local 3-node cluster on 127.0.0.11-13:7000 (data in ./data/)
 #   make test   formatting, lints and every test
 #   make bench  single-node benchmark against its own ceilings (see docs/performance.md)
 #
@@ -40,11 +40,7 @@ build: deps
 	$(CARGO) build --bin tessera
 
 run: build
-	@echo "Starting node n1 on http://127.0.0.11:7000 (data in ./data/n1). Ctrl-C stops it."
-	@echo "Try:  curl -X PUT http://127.0.0.11:7000/v1/tables/demo -d '{\"replication\": 1}'"
-	@echo "      curl -X PUT --data-binary hello http://127.0.0.11:7000/v1/tables/demo/rows/k1/greeting"
-	@echo "      curl -i http://127.0.0.11:7000/v1/tables/demo/rows/k1/greeting"
-	$(BIN) serve --node-id n1 --listen 127.0.0.11:7000 --data-dir ./data/n1
+	TESSERA_BIN=$(BIN) scripts/run-local.sh
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

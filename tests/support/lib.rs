@@ -23,6 +23,7 @@
 pub mod binary;
 pub mod checks;
 pub mod client;
+pub mod cluster;
 pub mod node;
 pub mod paths;
 pub mod raw;
@@ -30,6 +31,7 @@ pub mod resp;
 
 pub use checks::Checks;
 pub use client::{Client, Opts};
+pub use cluster::TestCluster;
 pub use node::{NodeOptions, TestNode};
 pub use resp::{Resp, RowCell, Version};
 
@@ -56,5 +58,24 @@ where
             panic!("gave up after {DEADLINE:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; panics naming `what` after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -41,6 +41,8 @@ pub struct NodeOptions {
     pub data_dir: Option<PathBuf>,
     /// `--config FILE`.
     pub config: Option<PathBuf>,
+    /// `--listen`; `None` means `127.0.0.1:0` (a free port).
+    pub listen: Option<String>,
     /// `--max-value-bytes`.
     pub max_value_bytes: Option<u64>,
     /// `--max-batch-bytes`.
@@ -66,6 +68,7 @@ impl Default for NodeOptions {
             node_id: "n1".to_string(),
             data_dir: None,
             config: None,
+            listen: None,
             max_value_bytes: None,
             max_batch_bytes: None,
             max_siblings: None,
@@ -140,7 +143,11 @@ impl TestNode {
             Some(d) => d.clone(),
             None => root.path().join("data"),
         };
-        let (child, addr) = match spawn(&opts, &data_dir, "127.0.0.1:0", root.path()) {
+        let listen = opts
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:0".to_string());
+        let (child, addr) = match spawn(&opts, &data_dir, &listen, root.path()) {
             Ok(v) => v,
             Err(e) => panic!("{e}\n{}", log_tail(&root.path().join("stderr.log"), 60)),
         };

@@ -37,6 +37,7 @@ pub struct NodeConfig {
 pub struct LimitsConfig {
     pub max_value_bytes: usize,
     pub max_batch_bytes: usize,
+    pub max_internal_message_bytes: usize,
     pub max_siblings: usize,
     pub sibling_warning: usize,
 }
@@ -57,6 +58,43 @@ pub struct RequestsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub partitions: u64,
+    pub nodes: Vec<String>,
+    pub ring_replicas: u32,
+    pub secret: String,
+}
+
+/// One member of a statically configured cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub addr: SocketAddr,
+}
+
+impl ClusterConfig {
+    /// The members named in `nodes`, each checked.
+    pub fn members(&self) -> Result<Vec<Member>, ConfigError> {
+        let mut members: Vec<Member> = Vec::with_capacity(self.nodes.len());
+        for entry in &self.nodes {
+            let bad = |reason: &str| invalid("cluster.nodes", entry, reason);
+            let (id, addr) = entry
+                .split_once('@')
+                .ok_or_else(|| bad("write each member as id@ip:port"))?;
+            if !is_valid_node_id(id) {
+                return Err(bad("node ids use 1 to 64 characters from [A-Za-z0-9_.-]"));
+            }
+            let addr: SocketAddr = addr
+                .parse()
+                .map_err(|_| bad("the address must be ip:port"))?;
+            if members.iter().any(|m| m.id == id || m.addr == addr) {
+                return Err(bad("a node id or address appears twice"));
+            }
+            members.push(Member {
+                id: id.to_string(),
+                addr,
+            });
+        }
+        Ok(members)
+    }
 }
 
 /// Why a configuration could not be loaded.
@@ -118,6 +156,36 @@ impl Config {
         }
         if self.limits.max_siblings == 0 {
             return Err(invalid("limits.max_siblings", &0, "must be at least 1"));
+        }
+        if self.cluster.secret.is_empty() {
+            return Err(invalid("cluster.secret", &"\"\"", "must not be empty"));
+        }
+        if self.cluster.ring_replicas == 0 {
+            return Err(invalid("cluster.ring_replicas", &0, "must be at least 1"));
+        }
+        let members = self.cluster.members()?;
+        if !members.is_empty() {
+            let me = members.iter().find(|m| m.id == self.node.id);
+            match me {
+                None => {
+                    return Err(invalid(
+                        "cluster.nodes",
+                        &self.cluster.nodes.join(","),
+                        format!("must include this node ({:?}) by its node.id", self.node.id),
+                    ))
+                }
+                Some(me) if me.addr != self.node.listen => {
+                    return Err(invalid(
+                        "cluster.nodes",
+                        &me.addr,
+                        format!(
+                            "lists {} at another address than node.listen ({})",
+                            me.id, self.node.listen
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         if self.requests.timeout_ms == 0 {
             return Err(invalid("requests.timeout_ms", &0, "must be at least 1"));
@@ -212,5 +280,24 @@ mod tests {
         config.cluster.partitions = 256;
         config.node.id = "bad id".into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn cluster_members_are_parsed_and_checked() {
+        let mut config = Config::load(None).unwrap();
+        config.node.id = "n1".into();
+        config.cluster.nodes = vec!["n1@127.0.0.11:7000".into(), "n2@127.0.0.12:7000".into()];
+        config.validate().unwrap();
+        assert_eq!(config.cluster.members().unwrap()[1].id, "n2");
+        for bad in [
+            vec!["n1@127.0.0.11:7000", "n1@127.0.0.12:7000"],
+            vec!["n1@127.0.0.11:7000", "n2@127.0.0.11:7000"],
+            vec!["n1@127.0.0.11:7000", "n2"],
+            vec!["n2@127.0.0.12:7000"],
+            vec!["n1@127.0.0.99:7000"],
+        ] {
+            config.cluster.nodes = bad.iter().map(|s| s.to_string()).collect();
+            assert!(config.validate().is_err(), "{bad:?}");
+        }
     }
 }

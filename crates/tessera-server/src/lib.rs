@@ -4,11 +4,14 @@
 //! future completes, lets in-flight requests finish, and closes RocksDB cleanly.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod consistency;
 pub mod metrics;
 pub mod node;
+pub mod peer;
 pub mod schema;
+pub mod schema_sync;
 
 use std::future::Future;
 use std::io::Write;
@@ -56,10 +59,18 @@ pub async fn serve(
         writeln!(stdout, "tessera listening on http://{local}")?;
         stdout.flush()?;
     }
+    let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
+    let schema_sync = tokio::spawn(schema_sync::run(node.clone(), tasks_stopped));
     axum::serve(listener, api::router(node.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
-    tracing::info!(node = node.id(), "stopped serving; closing storage");
+    tracing::info!(
+        node = node.id(),
+        "stopped serving; stopping background tasks"
+    );
+    let _ = stop_tasks.send(true);
+    let _ = schema_sync.await;
+    tracing::info!(node = node.id(), "closing storage");
     node.store.engine().flush()?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use tessera_storage::{
     RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
 };
 
+use crate::cluster::ClusterState;
 use crate::config::{is_valid_node_id, Config};
 use crate::metrics::Metrics;
 use crate::schema::{Schema, SchemaError};
@@ -55,6 +56,12 @@ pub enum NodeError {
         configured: u64,
     },
     #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot build the ring: {0}")]
+    Ring(String),
+    #[error("cannot set up the internal transport: {0}")]
+    Transport(String),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -70,6 +77,7 @@ pub struct Node {
     pub schema: Schema,
     pub metrics: Metrics,
     pub partitions: PartitionScheme,
+    pub cluster: ClusterState,
 }
 
 impl Node {
@@ -95,6 +103,7 @@ impl Node {
                 max_siblings: config.limits.max_siblings,
             },
         );
+        let store = Arc::new(store);
         let schema = Schema::load(&store)?;
         let partitions =
             PartitionScheme::new(identity.partitions).map_err(|_| NodeError::WrongPartitions {
@@ -102,8 +111,10 @@ impl Node {
                 stored: identity.partitions,
                 configured: config.cluster.partitions,
             })?;
+        let cluster = ClusterState::new(&config, &identity.node_id, partitions, store.clone())?;
         tracing::info!(
             node = %identity.node_id,
+            members = cluster.members.len(),
             actor = format_args!("{:016x}", identity.actor),
             data_dir = %data_dir.display(),
             tables = schema.list().len(),
@@ -112,10 +123,11 @@ impl Node {
         Ok(Self {
             identity,
             config,
-            store: Arc::new(store),
+            store,
             schema,
             metrics: Metrics::new()?,
             partitions,
+            cluster,
         })
     }
 

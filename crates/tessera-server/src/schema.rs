@@ -200,6 +200,44 @@ impl Schema {
         Ok(Created::New(schema))
     }
 
+    /// Takes a table another node created. A table this node already has is kept as it is; the
+    /// cluster's schema stays the first definition each node saw until schema changes are gossiped
+    /// with versions (see docs/architecture.md).
+    pub fn apply<E: Engine>(
+        &self,
+        store: &CellStore<E>,
+        remote: &TableSchema,
+    ) -> Result<bool, SchemaError> {
+        validate_table_name(&remote.name)?;
+        validate_settings(&remote.settings())?;
+        if remote.id != table_id(&remote.name) {
+            return Err(SchemaError::InvalidSettings {
+                reason: format!(
+                    "table {} arrived with id {}, not its name's id",
+                    remote.name, remote.id
+                ),
+            });
+        }
+        let _guard = self.create_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = self.get(&remote.name) {
+            if existing.settings() != remote.settings() {
+                tracing::warn!(
+                    table = %remote.name,
+                    "a peer has this table with other settings; keeping this node's"
+                );
+            }
+            return Ok(false);
+        }
+        let key = format!("{META_PREFIX}{}", remote.name);
+        store.put_meta(&key, &encode_versioned("table schema", remote)?)?;
+        self.tables
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(remote.name.clone(), Arc::new(remote.clone()));
+        tracing::info!(table = %remote.name, id = remote.id, "table learned from a peer");
+        Ok(true)
+    }
+
     fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<TableSchema>>> {
         self.tables.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -2,7 +2,9 @@
 //!
 //! - `tessera serve` runs a node.
 //! - `tessera config` prints the configuration a node would run with.
+//! - `tessera cluster status` shows the members and what each of them can reach.
 
+mod cluster_cmd;
 mod serve_args;
 
 use anyhow::Context as _;
@@ -28,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file, environment and flags) as TOML.
     Config(ServeArgs),
+    /// Operate a running cluster.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +47,13 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(tessera_server::serve(config, shutdown_signal()))?;
             Ok(())
+        }
+        Command::Cluster(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(cluster_cmd::run(command))
         }
         Command::Config(args) => {
             let config = args.resolve()?;

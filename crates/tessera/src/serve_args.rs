@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Deadline of each data request in milliseconds (requests.timeout_ms).
     #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
+    /// Every cluster member as id@ip:port, comma-separated, this node included (cluster.nodes).
+    #[arg(long, env = "TESSERA_NODES", value_delimiter = ',')]
+    nodes: Option<Vec<String>>,
+    /// Shared secret of internal requests between nodes (cluster.secret).
+    #[arg(long, env = "TESSERA_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
     /// Partitions of the token space, a power of two fixed at creation (cluster.partitions).
     #[arg(long, env = "TESSERA_PARTITIONS")]
     partitions: Option<u64>,
@@ -60,6 +66,8 @@ impl ServeArgs {
             sync_writes,
             request_timeout_ms,
             partitions,
+            nodes,
+            cluster_secret,
         } = self;
         set(&mut config.node.id, node_id);
         set(&mut config.node.listen, listen);
@@ -71,6 +79,8 @@ impl ServeArgs {
         set(&mut config.storage.sync_writes, sync_writes);
         set(&mut config.requests.timeout_ms, request_timeout_ms);
         set(&mut config.cluster.partitions, partitions);
+        set(&mut config.cluster.nodes, nodes);
+        set(&mut config.cluster.secret, cluster_secret);
         config.validate()?;
         Ok(config)
     }

@@ -7,13 +7,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tessera_storage::{CellWrite, Context, RowKey};
+use tessera_cluster::{ClientWrite, WriteOutcome, WriteRequest};
+use tessera_storage::{Context, RowKey};
 
-use super::data::{self, Access};
+use super::data::{self, Access, Plan};
 use super::error::ApiError;
 use super::extract::{self, ApiQuery, CellPath};
 use super::values::{self, Encoding};
-use crate::node::{now_ms, Node};
+use crate::node::Node;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,11 +31,19 @@ pub async fn get_cell(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let quorum = data::quorum(&node, &table, level, Access::Read)?;
     let encoding = Encoding::parse(query.encoding.as_deref())?;
-    let row = node.row_key(table.id, path.key);
-    let column = path.column;
-    let cell = data::blocking(&node, "read", move |store| store.read_cell(&row, &column)).await?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Read)?;
+    let outcome = node
+        .cluster
+        .coordinator
+        .read_cell(
+            plan.row.clone(),
+            path.column,
+            plan.required,
+            plan.replicas.clone(),
+        )
+        .await?;
+    let cell = outcome.value;
 
     let mut response = match &cell {
         None => ApiError::not_found("no such cell").into_response(),
@@ -61,7 +70,7 @@ pub async fn get_cell(
             out.insert("x-siblings", 0.into());
         }
     }
-    out.insert("x-replicas", quorum.header(1));
+    out.insert("x-replicas", plan.header(outcome.acked));
     Ok(response)
 }
 
@@ -74,24 +83,20 @@ pub async fn put_cell(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let quorum = data::quorum(&node, &table, level, Access::Write)?;
+    Encoding::parse(query.encoding.as_deref())?;
     let explicit = extract::context_header(&headers)?;
     let max = node.config.limits.max_value_bytes;
     extract::check_declared_length(&headers, max, "value_too_large", "the value")?;
-    let row = node.row_key(table.id, path.key);
-    // The implicit context is taken before the body is read: a blind write supersedes only what
-    // existed when it arrived, so two writes in flight together both survive as siblings.
-    let context = match explicit {
-        Some(context) => context,
-        None => snapshot(&node, &row, &path.column).await?,
-    };
+    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let context = implicit_context(&node, &plan, &path.column, explicit).await?;
     let value = extract::read_body(body, &headers, max, "value_too_large", "the value").await?;
-    let write = CellWrite::Set {
+    let write = ClientWrite {
         column: path.column,
-        value: value.to_vec(),
+        value: Some(value.to_vec()),
         context,
     };
-    write_one(&node, &table.name, row, write, quorum).await
+    let outcome = coordinate(&node, &table.name, &plan, vec![write]).await?;
+    cell_written(&plan, &outcome)
 }
 
 pub async fn delete_cell(
@@ -102,45 +107,74 @@ pub async fn delete_cell(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let quorum = data::quorum(&node, &table, level, Access::Write)?;
-    let row = node.row_key(table.id, path.key);
-    let context = match extract::context_header(&headers)? {
-        Some(context) => context,
-        None => snapshot(&node, &row, &path.column).await?,
-    };
-    let write = CellWrite::Delete {
+    Encoding::parse(query.encoding.as_deref())?;
+    let explicit = extract::context_header(&headers)?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let context = implicit_context(&node, &plan, &path.column, explicit).await?;
+    let write = ClientWrite {
         column: path.column,
+        value: None,
         context,
     };
-    write_one(&node, &table.name, row, write, quorum).await
+    let outcome = coordinate(&node, &table.name, &plan, vec![write]).await?;
+    cell_written(&plan, &outcome)
 }
 
-/// What this replica holds of a cell now, as a context: the implicit context of a blind write.
-pub async fn snapshot(node: &Arc<Node>, row: &RowKey, column: &[u8]) -> Result<Context, ApiError> {
+/// The context of a write. A blind write supersedes what its coordinating replica held when it
+/// arrived: when this node is a replica, the snapshot is taken here, before the body is read, so
+/// that two writes in flight together both survive as siblings. Otherwise the replica the write is
+/// forwarded to takes it on arrival.
+async fn implicit_context(
+    node: &Arc<Node>,
+    plan: &Plan,
+    column: &[u8],
+    explicit: Option<Context>,
+) -> Result<Option<Context>, ApiError> {
+    match explicit {
+        Some(context) => Ok(Some(context)),
+        None if plan.is_local(node) => snapshot(node, &plan.row, column).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What this replica holds of a cell now, as a context.
+async fn snapshot(node: &Arc<Node>, row: &RowKey, column: &[u8]) -> Result<Context, ApiError> {
     let (row, column) = (row.clone(), column.to_vec());
     let cell = data::blocking(node, "read", move |store| store.read_cell(&row, &column)).await?;
     Ok(cell.map(|cell| cell.join()).unwrap_or_default())
 }
 
-async fn write_one(
+/// Runs a write of one row through the coordinator, and counts the siblings it left.
+pub async fn coordinate(
     node: &Arc<Node>,
     table: &str,
-    row: RowKey,
-    write: CellWrite,
-    quorum: data::Quorum,
-) -> Result<Response, ApiError> {
-    let written = data::blocking(node, "write", move |store| {
-        store.write_row(&row, std::slice::from_ref(&write), now_ms())
-    })
-    .await?;
-    let (column, cell) = written
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::internal("the store returned no cell for a write"))?;
-    data::observe_siblings(node, table, &column, &cell);
+    plan: &Plan,
+    writes: Vec<ClientWrite>,
+) -> Result<WriteOutcome, ApiError> {
+    let outcome = node
+        .cluster
+        .coordinator
+        .write(WriteRequest {
+            row: plan.row.clone(),
+            writes,
+            required: plan.required,
+            replicas: plan.replicas.clone(),
+        })
+        .await?;
+    for (column, cell) in &outcome.cells {
+        data::observe_siblings(node, table, column, cell);
+    }
+    Ok(outcome)
+}
+
+fn cell_written(plan: &Plan, outcome: &WriteOutcome) -> Result<Response, ApiError> {
+    let (_, cell) = outcome
+        .cells
+        .first()
+        .ok_or_else(|| ApiError::internal("the coordinator returned no cell for a write"))?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     let out = response.headers_mut();
-    data::cell_headers(out, &cell);
-    out.insert("x-replicas", quorum.header(1));
+    data::cell_headers(out, cell);
+    out.insert("x-replicas", plan.header(outcome.acked));
     Ok(response)
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
-use tessera_storage::{Cell, StorageError};
+use tessera_cluster::{MembershipView, NodeId};
+use tessera_storage::{Cell, RowKey, StorageError};
 use tessera_version::encode_context;
 
 use super::error::ApiError;
@@ -14,18 +15,26 @@ use crate::consistency::ConsistencyLevel;
 use crate::node::{Node, Store};
 use crate::schema::TableSchema;
 
-/// How many replicas a request needs, out of how many the table has.
-#[derive(Debug, Clone, Copy)]
-pub struct Quorum {
+/// Where and how a data request runs: its row, the key's replicas in preference order, and how
+/// many of them must answer.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub row: RowKey,
+    pub replicas: Vec<NodeId>,
     pub required: u32,
     pub replication: u32,
 }
 
-impl Quorum {
+impl Plan {
     /// The `X-Replicas: acked/required/N` header value.
     pub fn header(&self, acked: u32) -> HeaderValue {
         let text = format!("{acked}/{}/{}", self.required, self.replication);
         HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0/0/0"))
+    }
+
+    /// True when this node holds a replica of the row.
+    pub fn is_local(&self, node: &Node) -> bool {
+        self.replicas.iter().any(|r| r == node.id())
     }
 }
 
@@ -41,28 +50,45 @@ pub fn table(node: &Node, name: &str) -> Result<Arc<TableSchema>, ApiError> {
         .ok_or_else(|| ApiError::table_not_found(name))
 }
 
-/// Resolves the level for this request and checks that enough replicas can be reached.
-///
-/// A single node holds one replica of everything, so any level that needs more fails here, before
-/// anything is written: the level is never silently lowered.
-pub fn quorum(
+/// Resolves the level for this request, finds the key's replicas, and checks that enough of them
+/// are alive: a level that cannot be met fails here, before anything is written, and is never
+/// silently lowered.
+pub fn plan(
     node: &Node,
     table: &TableSchema,
+    key: Vec<u8>,
     level: Option<ConsistencyLevel>,
     access: Access,
-) -> Result<Quorum, ApiError> {
+) -> Result<Plan, ApiError> {
     let level = level.unwrap_or(match access {
         Access::Read => table.read,
         Access::Write => table.write,
     });
     let required = level.required(table.replication)?;
-    let reachable = 1;
-    if required > reachable {
+    let row = node.row_key(table.id, key);
+    let replicas = node.cluster.replicas(row.partition, table.replication);
+    let membership = &node.cluster.membership;
+    let alive = replicas.iter().filter(|r| membership.is_alive(r)).count() as u32;
+    if required > alive {
+        let members = node.cluster.members.len();
+        let why = if (replicas.len() as u32) < table.replication {
+            format!(
+                "the table wants {} replicas but the cluster has {members} node{}",
+                table.replication,
+                if members == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("{} of its replicas are down", replicas.len() as u32 - alive)
+        };
+        let states: Vec<_> = replicas
+            .iter()
+            .map(|r| json!({ "node": r, "state": if membership.is_alive(r) { "alive" } else { "down" } }))
+            .collect();
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             format!(
-                "consistency {level} needs {required} of {n} replicas, but only {reachable} can be reached: this cluster has 1 node",
+                "consistency {level} needs {required} of {n} replicas, but only {alive} can be reached: {why}",
                 n = table.replication
             ),
         )
@@ -70,9 +96,11 @@ pub fn quorum(
         .with("required", required)
         .with("acked", 0)
         .with("replication", table.replication)
-        .with("replicas", json!([{ "node": node.id(), "state": "alive" }])));
+        .with("replicas", json!(states)));
     }
-    Ok(Quorum {
+    Ok(Plan {
+        row,
+        replicas,
         required,
         replication: table.replication,
     })

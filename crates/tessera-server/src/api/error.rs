@@ -9,6 +9,8 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use tessera_storage::StorageError;
 
+use tessera_cluster::{CoordinatorError, QuorumFailure};
+
 use crate::consistency::ConsistencyError;
 use crate::schema::SchemaError;
 
@@ -165,6 +167,56 @@ impl From<ConsistencyError> for ApiError {
             } => error
                 .with("level", level.to_string())
                 .with("replication", replication),
+        }
+    }
+}
+
+impl ApiError {
+    /// A quorum that could not be reached, with who answered and who failed and how.
+    pub fn quorum(code: &'static str, message: String, failure: &QuorumFailure) -> Self {
+        let failed: Vec<Value> = failure
+            .failed
+            .iter()
+            .map(|(node, reason)| json!({ "node": node, "reason": reason }))
+            .collect();
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            .with("required", failure.required)
+            .with("acked", failure.acked)
+            .with("acked_by", json!(failure.acked_by))
+            .with("failed", Value::Array(failed))
+            .with("replication", failure.replication)
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(err: CoordinatorError) -> Self {
+        let message = err.to_string();
+        match err {
+            CoordinatorError::Unavailable(failure) => {
+                Self::quorum("unavailable", message, &failure)
+            }
+            CoordinatorError::Failed(failure) => Self::quorum("quorum_failed", message, &failure),
+            CoordinatorError::Timeout {
+                required,
+                acked,
+                replication,
+                pending,
+                timeout_ms,
+            } => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!("{message}; a write may or may not have been applied"),
+            )
+            .with("required", required)
+            .with("acked", acked)
+            .with("replication", replication)
+            .with("pending", json!(pending))
+            .with("timeout_ms", timeout_ms),
+            CoordinatorError::Storage(storage) => storage.into(),
+            CoordinatorError::Forward { to, .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "forward_failed", message).with("to", to)
+            }
+            CoordinatorError::InvalidRequest { .. } => Self::internal(message),
         }
     }
 }

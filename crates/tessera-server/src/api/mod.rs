@@ -1,9 +1,11 @@
 //! The HTTP API of a node (DESIGN.md section 4, docs/api.md): routes, extractors and error mapping.
 
 mod cells;
+mod cluster;
 mod data;
 pub mod error;
 mod extract;
+mod internal;
 mod ops;
 mod rows;
 mod tables;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::node::Node;
@@ -40,6 +42,17 @@ pub fn router(node: Arc<Node>) -> Router {
                 .put(cells::put_cell)
                 .delete(cells::delete_cell),
         )
+        .route(crate::peer::RPC_PATH, post(internal::rpc))
+        .route(
+            crate::peer::SCHEMA_PATH,
+            get(internal::schema).put(internal::take_table),
+        )
+        .route(
+            "/internal/v1/local/tables/{table}/rows/{key}/{column}",
+            get(internal::local_cell),
+        )
+        .route("/v1/cluster", get(cluster::members))
+        .route("/v1/cluster/ring", get(cluster::ring))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)

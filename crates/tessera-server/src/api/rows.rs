@@ -12,18 +12,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tessera_storage::{CellWrite, Context, RowSlice};
+use tessera_cluster::ClientWrite;
+use tessera_storage::RowSlice;
 use tessera_version::encode_context;
 
+use super::cells::coordinate;
 use super::data::{self, Access};
 use super::error::ApiError;
 use super::extract::{self, ApiQuery, Name, RowPath};
 use super::values::{self, Encoding};
-use crate::node::{now_ms, Node};
+use crate::node::Node;
 
 pub const DEFAULT_LIMIT: usize = 1_000;
 pub const MAX_LIMIT: usize = 10_000;
 pub const MAX_BATCH_OPS: usize = 10_000;
+/// Cells tombstoned per batch by a row delete.
+const DELETE_PAGE: usize = 1_000;
 const CURSOR_FORMAT: u8 = 1;
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,7 +49,6 @@ pub async fn get_row(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let quorum = data::quorum(&node, &table, level, Access::Read)?;
     let limit = parse_limit(query.limit.as_deref())?;
     let encoding = Encoding::parse(query.encoding.as_deref())?;
     let from = bound(query.from, "from")?;
@@ -59,13 +62,22 @@ pub async fn get_row(
         limit,
         include_tombstones: false,
     };
-    let row = node.row_key(table.id, path.key);
-    let page = data::blocking(&node, "read", move |store| store.read_row(&row, &slice)).await?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Read)?;
+    let outcome = node
+        .cluster
+        .coordinator
+        .read_row(
+            plan.row.clone(),
+            slice,
+            plan.required,
+            plan.replicas.clone(),
+        )
+        .await?;
+    let page = outcome.value;
+    let replicas_header = plan.header(outcome.acked);
     if unbounded && page.cells.is_empty() {
         let mut response = ApiError::not_found("no such row").into_response();
-        response
-            .headers_mut()
-            .insert("x-replicas", quorum.header(1));
+        response.headers_mut().insert("x-replicas", replicas_header);
         return Ok(response);
     }
 
@@ -92,9 +104,7 @@ pub async fn get_row(
         }
     }
     let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert("x-replicas", quorum.header(1));
+    response.headers_mut().insert("x-replicas", replicas_header);
     Ok(response)
 }
 
@@ -134,7 +144,7 @@ pub async fn post_row(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let quorum = data::quorum(&node, &table, level, Access::Write)?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
     let max_batch = node.config.limits.max_batch_bytes;
     let bytes = extract::read_body(
         body,
@@ -152,7 +162,6 @@ pub async fn post_row(
         )));
     }
 
-    let row = node.row_key(table.id, path.key);
     let max_value = node.config.limits.max_value_bytes;
     let mut seen = HashSet::new();
     let mut writes = Vec::with_capacity(batch.ops.len());
@@ -188,36 +197,19 @@ pub async fn post_row(
             .as_deref()
             .map(extract::decode_context)
             .transpose()?;
-        writes.push((column.into_bytes(), value, context));
+        writes.push(ClientWrite {
+            column: column.into_bytes(),
+            value,
+            context,
+        });
     }
 
-    // Ops without a context supersede what this replica holds now, as a blind cell write does.
-    let written = data::blocking(&node, "write", move |store| {
-        let mut resolved = Vec::with_capacity(writes.len());
-        for (column, value, context) in writes {
-            let context: Context = match context {
-                Some(context) => context,
-                None => store
-                    .read_cell(&row, &column)?
-                    .map(|cell| cell.join())
-                    .unwrap_or_default(),
-            };
-            resolved.push(match value {
-                Some(value) => CellWrite::Set {
-                    column,
-                    value,
-                    context,
-                },
-                None => CellWrite::Delete { column, context },
-            });
-        }
-        store.write_row(&row, &resolved, now_ms())
-    })
-    .await?;
-    let cells: Vec<Value> = written
+    // Ops without a context supersede what the coordinating replica holds when it applies them.
+    let outcome = coordinate(&node, &table.name, &plan, writes).await?;
+    let cells: Vec<Value> = outcome
+        .cells
         .iter()
         .map(|(column, cell)| {
-            data::observe_siblings(&node, &table.name, column, cell);
             json!({
                 "column": String::from_utf8_lossy(column),
                 "context": encode_context(&cell.join()),
@@ -228,10 +220,13 @@ pub async fn post_row(
     let mut response = Json(json!({ "cells": cells })).into_response();
     response
         .headers_mut()
-        .insert("x-replicas", quorum.header(1));
+        .insert("x-replicas", plan.header(outcome.acked));
     Ok(response)
 }
 
+/// Deletes every live cell of a row: reads the row page by page at the write level, and writes a
+/// tombstone with each cell's merged context, so the delete supersedes exactly the versions the
+/// quorum saw. Each page is one atomic batch per replica.
 pub async fn delete_row(
     State(node): State<Arc<Node>>,
     path: RowPath,
@@ -240,16 +235,51 @@ pub async fn delete_row(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let quorum = data::quorum(&node, &table, level, Access::Write)?;
-    let row = node.row_key(table.id, path.key);
-    let deleted = data::blocking(&node, "delete", move |store| {
-        store.delete_row(&row, now_ms())
-    })
-    .await?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let mut deleted = 0usize;
+    let mut acked = plan.required;
+    let mut after = None;
+    loop {
+        let slice = RowSlice {
+            from: None,
+            after: after.take(),
+            to: None,
+            limit: DELETE_PAGE,
+            include_tombstones: false,
+        };
+        let page = node
+            .cluster
+            .coordinator
+            .read_row(
+                plan.row.clone(),
+                slice,
+                plan.required,
+                plan.replicas.clone(),
+            )
+            .await?
+            .value;
+        let writes: Vec<ClientWrite> = page
+            .cells
+            .iter()
+            .map(|(column, cell)| ClientWrite {
+                column: column.clone(),
+                value: None,
+                context: Some(cell.join()),
+            })
+            .collect();
+        if !writes.is_empty() {
+            deleted += writes.len();
+            acked = acked.min(coordinate(&node, &table.name, &plan, writes).await?.acked);
+        }
+        match (page.more, page.cells.last()) {
+            (true, Some((last, _))) => after = Some(last.clone()),
+            _ => break,
+        }
+    }
     let mut response = (StatusCode::OK, Json(json!({ "deleted": deleted }))).into_response();
     response
         .headers_mut()
-        .insert("x-replicas", quorum.header(1));
+        .insert("x-replicas", plan.header(acked));
     Ok(response)
 }
 

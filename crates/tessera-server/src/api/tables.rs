@@ -61,7 +61,10 @@ pub async fn create_table(
     .await
     .map_err(|e| ApiError::internal(format!("table creation failed: {e}")))??;
     Ok(match created {
-        Created::New(schema) => (StatusCode::CREATED, Json(json!(schema.as_ref()))).into_response(),
+        Created::New(schema) => {
+            crate::schema_sync::push(&node, &schema).await;
+            (StatusCode::CREATED, Json(json!(schema.as_ref()))).into_response()
+        }
         Created::AlreadyExists(schema) => Json(json!(schema.as_ref())).into_response(),
     })
 }

@@ -1,0 +1,116 @@
+//! `tessera cluster ...`: operator commands that talk to a running cluster over its HTTP API.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+use serde_json::Value;
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// List the members as one node sees them, then what every member can reach.
+    Status {
+        /// Any node of the cluster.
+        #[arg(long, default_value = "http://127.0.0.11:7000", env = "TESSERA_NODE")]
+        node: String,
+    },
+}
+
+pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Status { node } => status(&node).await,
+    }
+}
+
+async fn status(node: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let view = fetch(&client, node)
+        .await
+        .with_context(|| format!("cannot ask {node} for the cluster"))?;
+    let members = view["members"].as_array().cloned().unwrap_or_default();
+    println!(
+        "Cluster as seen from {} ({node}): {} members, ring epoch {}, membership {}\n",
+        view["node"].as_str().unwrap_or("?"),
+        members.len(),
+        view["ring_epoch"],
+        view["membership"].as_str().unwrap_or("?"),
+    );
+    println!(
+        "{:<10} {:<22} {:<8} {:<10} {:>10}",
+        "ID", "ADDRESS", "STATE", "REACHABLE", "PARTITIONS"
+    );
+    for member in &members {
+        println!(
+            "{:<10} {:<22} {:<8} {:<10} {:>10}",
+            text(&member["id"]),
+            text(&member["address"]),
+            text(&member["state"]),
+            if member["reachable"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            member["partitions"],
+        );
+    }
+
+    // What each member can reach: one row per member asked.
+    let ids: Vec<String> = members.iter().map(|m| text(&m["id"])).collect();
+    println!("\nWhat each node can reach (row: the node asked):");
+    print!("{:<10}", "");
+    for id in &ids {
+        print!(" {id:<8}");
+    }
+    println!();
+    let mut unreachable = 0;
+    for member in &members {
+        let id = text(&member["id"]);
+        print!("{id:<10}");
+        match fetch(&client, &format!("http://{}", text(&member["address"]))).await {
+            Ok(seen) => {
+                let seen = seen["members"].as_array().cloned().unwrap_or_default();
+                for target in &ids {
+                    let mark = seen
+                        .iter()
+                        .find(|m| text(&m["id"]) == *target)
+                        .map(|m| {
+                            if m["reachable"].as_bool() == Some(true) {
+                                "ok"
+                            } else {
+                                "--"
+                            }
+                        })
+                        .unwrap_or("?");
+                    print!(" {mark:<8}");
+                }
+                println!();
+            }
+            Err(err) => {
+                unreachable += 1;
+                println!(" (cannot ask it: {err:#})");
+            }
+        }
+    }
+    if unreachable > 0 {
+        bail!("{unreachable} of {} members did not answer", members.len());
+    }
+    Ok(())
+}
+
+async fn fetch(client: &reqwest::Client, base: &str) -> anyhow::Result<Value> {
+    let url = format!("{}/v1/cluster", base.trim_end_matches('/'));
+    let response = client.get(&url).send().await?;
+    if !response.status().is_success() {
+        bail!("{url} answered {}", response.status());
+    }
+    Ok(response.json().await?)
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string())
+}

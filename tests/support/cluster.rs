@@ -1,0 +1,84 @@
+//! A cluster of real `tessera` processes for multi-node tests.
+//!
+//! Each cluster gets its own loopback /24 (`127.X.Y.0`), and node i listens on `127.X.Y.(10+i):7000`
+//! like `make run`, so clusters of tests that run in parallel never collide and every node has an
+//! address of its own (what the partition tests will key iptables rules on).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::node::{NodeOptions, TestNode};
+use crate::Client;
+
+static NEXT_SUBNET: AtomicU32 = AtomicU32::new(0);
+
+/// A running cluster; dropping it kills every node.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+}
+
+impl TestCluster {
+    /// Starts `size` nodes named n1..n<size> that know each other.
+    pub fn start(size: usize) -> TestCluster {
+        Self::start_with(size, |options| options)
+    }
+
+    /// Like [`TestCluster::start`], with a hook to adjust each node's options.
+    pub fn start_with(size: usize, adjust: impl Fn(NodeOptions) -> NodeOptions) -> TestCluster {
+        let n = NEXT_SUBNET.fetch_add(1, Ordering::Relaxed);
+        // Spread over 127.100-199.*.* by process and counter, so parallel test binaries differ too.
+        let x = 100 + (std::process::id() % 100);
+        let y = n % 250 + 1;
+        let addrs: Vec<String> = (1..=size)
+            .map(|i| format!("127.{x}.{y}.{}:7000", 10 + i))
+            .collect();
+        let members: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("n{}@{a}", i + 1))
+            .collect();
+        let members = members.join(",");
+        let nodes = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let mut options = NodeOptions::default().node_id(&format!("n{}", i + 1));
+                options.listen = Some(addr.clone());
+                let options = options.arg("--nodes").arg(&members);
+                TestNode::start(adjust(options))
+            })
+            .collect();
+        TestCluster { nodes }
+    }
+
+    /// Node i (1-based, as its name n<i>).
+    pub fn node(&self, i: usize) -> &TestNode {
+        &self.nodes[i - 1]
+    }
+
+    pub fn node_mut(&mut self, i: usize) -> &mut TestNode {
+        &mut self.nodes[i - 1]
+    }
+
+    pub fn client(&self, i: usize) -> Client {
+        self.node(i).client()
+    }
+
+    /// Creates a table through node 1 and waits (bounded) until every node serves it.
+    pub async fn create_table(&self, table: &str, settings: serde_json::Value) {
+        let r = self.client(1).create_table(table, settings).await;
+        assert!(
+            r.status == 201 || r.status == 200,
+            "create table: {}",
+            r.status
+        );
+        for i in 1..=self.nodes.len() {
+            let client = self.client(i);
+            crate::wait_until(&format!("table {table} known on n{i}"), || {
+                let client = client.clone();
+                let table = table.to_string();
+                async move { client.show_table(&table).await.status == 200 }
+            })
+            .await;
+        }
+    }
+}
