@@ -125,6 +125,22 @@ async fn read_repair_brings_a_restarted_replica_up_to_date() {
         }
     })
     .await;
+
+    // And it was read repair that did it: n1, the read's coordinator, counts the repair it sent.
+    let metrics = http
+        .get(cluster.node(1).url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let repairs: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tessera_coordinator_events_total{event=\"repairs_sent\"} "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(repairs >= 1, "n1 sent no read repair:\n{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

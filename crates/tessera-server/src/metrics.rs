@@ -16,6 +16,8 @@ pub struct Metrics {
     pub sibling_warnings: IntCounter,
     pub storage_bytes: IntGaugeVec,
     pub storage_keys: IntGaugeVec,
+    coordinator_events: IntCounterVec,
+    coordinator_background: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -58,6 +60,19 @@ impl Metrics {
             Opts::new("tessera_storage_keys", "Keys per column family (estimate)."),
             &["cf"],
         )?;
+        let coordinator_events = IntCounterVec::new(
+            Opts::new(
+                "tessera_coordinator_events_total",
+                "What this node's coordinator did: writes, replication, reads, read repairs, by outcome.",
+            ),
+            &["event"],
+        )?;
+        let coordinator_background = prometheus::IntGauge::new(
+            "tessera_coordinator_background_tasks",
+            "Replication stragglers and read repairs still running.",
+        )?;
+        registry.register(Box::new(coordinator_events.clone()))?;
+        registry.register(Box::new(coordinator_background.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(cell_siblings.clone()))?;
@@ -72,7 +87,37 @@ impl Metrics {
             sibling_warnings,
             storage_bytes,
             storage_keys,
+            coordinator_events,
+            coordinator_background,
         })
+    }
+
+    /// Brings the coordinator counters up to the coordinator's own (which only ever grow).
+    pub fn record_coordinator(&self, stats: &tessera_cluster::StatsSnapshot) {
+        let events = [
+            ("writes", stats.writes),
+            ("writes_forwarded", stats.writes_forwarded),
+            ("writes_succeeded", stats.writes_succeeded),
+            ("writes_unavailable", stats.writes_unavailable),
+            ("writes_failed", stats.writes_failed),
+            ("writes_timed_out", stats.writes_timed_out),
+            ("replication_sent", stats.replication_sent),
+            ("replication_failed", stats.replication_failed),
+            ("reads", stats.reads),
+            ("reads_succeeded", stats.reads_succeeded),
+            ("reads_unavailable", stats.reads_unavailable),
+            ("reads_failed", stats.reads_failed),
+            ("reads_timed_out", stats.reads_timed_out),
+            ("repairs_sent", stats.repairs_sent),
+            ("repair_cells", stats.repair_cells),
+            ("repairs_failed", stats.repairs_failed),
+        ];
+        for (event, total) in events {
+            let counter = self.coordinator_events.with_label_values(&[event]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.coordinator_background
+            .set(i64::try_from(stats.background_in_flight).unwrap_or(i64::MAX));
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {

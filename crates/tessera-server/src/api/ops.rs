@@ -39,6 +39,8 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
             .with_label_values(&[cf.name()])
             .set(keys);
     }
+    node.metrics
+        .record_coordinator(&node.cluster.coordinator.stats().snapshot());
     let text = node
         .metrics
         .render()
