@@ -137,7 +137,9 @@ async fn read_repair_brings_a_restarted_replica_up_to_date() {
         .expect("metrics text");
     let repairs: u64 = metrics
         .lines()
-        .find_map(|line| line.strip_prefix("tessera_coordinator_events_total{event=\"repairs_sent\"} "))
+        .find_map(|line| {
+            line.strip_prefix("tessera_coordinator_events_total{event=\"repairs_sent\"} ")
+        })
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0);
     assert!(repairs >= 1, "n1 sent no read repair:\n{metrics}");
