@@ -5,7 +5,9 @@
 //! non-replica forwards the write to the first live replica. The replica
 //! applies the write locally (minting a new dot), sends the resulting sibling
 //! set to the other replicas, and answers after W acks, itself included;
-//! stragglers finish in the background. A read asks every live replica,
+//! stragglers finish in the background. A replica that is down or fails is
+//! replaced by a fallback node that keeps a hint for it (sloppy quorum;
+//! [`crate::handoff`] delivers hints later). A read asks every live replica,
 //! answers once R have answered, and repairs stale replicas in the background
 //! (see [`ReadAnswer`](crate::ReadAnswer) for the merge). The paths themselves live in
 //! `write.rs` and `read.rs`; this module holds the shared state and the API.
@@ -25,10 +27,8 @@ use crate::stats::CoordinatorStats;
 use crate::transport::{BoxFuture, NodeId, Transport, TransportError};
 use crate::{read, write};
 
-/// Failure reason recorded for a replica that membership says is down.
-///
-/// Seam for sloppy quorum: this is where a hinted-handoff stand-in would be
-/// chosen instead of counting the replica as failed.
+/// Failure reason recorded for a replica that membership says is down (a
+/// fallback may then store a hint for it; see `write.rs`).
 pub(crate) const DOWN: &str = "down (membership)";
 
 /// How long the coordinator waits, and where storage calls run.
@@ -209,7 +209,9 @@ impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
     ///
     /// Forwards to a replica when this node is not one. Fails fast with
     /// [`CoordinatorError::Unavailable`] (nothing written) when fewer than W
-    /// replicas are alive. On [`CoordinatorError::Failed`] or
+    /// replicas are alive, counting one live fallback per down replica unless
+    /// `req.strict`. Replicas that are down or fail get hints on fallbacks
+    /// (see `write.rs`); [`WriteOutcome::hinted`] says how many acks were hints. On [`CoordinatorError::Failed`] or
     /// [`CoordinatorError::Timeout`] the write may still have been applied by
     /// some replicas, as in any Dynamo-style store.
     pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, CoordinatorError> {

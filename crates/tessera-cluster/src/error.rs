@@ -124,7 +124,8 @@ impl CoordinatorError {
             | ErrorKind::BadRequest
             | ErrorKind::Storage
             | ErrorKind::NotCoordinator
-            | ErrorKind::Internal => CoordinatorError::Forward {
+            | ErrorKind::Internal
+            | ErrorKind::HintLimit { .. } => CoordinatorError::Forward {
                 to: node.clone(),
                 reason: format!("{node} answered {kind:?}: {message}"),
             },
@@ -148,6 +149,11 @@ pub(crate) fn storage_kind(error: &StorageError) -> ErrorKind {
         | StorageError::ColumnTooLong { .. }
         | StorageError::ReservedTable { .. }
         | StorageError::InvalidBatch { .. } => ErrorKind::InvalidInput,
+        StorageError::HintLimit { target, count, max } => ErrorKind::HintLimit {
+            target: target.clone(),
+            count: *count,
+            max: *max,
+        },
         StorageError::Engine { .. }
         | StorageError::Corrupt { .. }
         | StorageError::Encode { .. } => ErrorKind::Storage,

@@ -9,15 +9,20 @@
 //! - [`quorum`]: pure state machines counting acks and merging read answers;
 //! - [`coordinator`]: the Dynamo write and read paths (forwarding, W/R
 //!   quorums, background replication and read repair);
-//! - [`replica`]: the replica side, serving reads and merges from the local
-//!   [`tessera_storage::CellStore`].
+//! - [`replica`]: the replica side, serving reads, merges and hints from the
+//!   local [`tessera_storage::CellStore`];
+//! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
+//!   replicas that were down (sloppy quorum) once they are back.
 //!
-//! Replica lists (preference lists) are inputs: the caller computes them from
-//! the ring, so this crate does not depend on how placement is decided.
+//! Replica lists (preference lists) and fallback lists are inputs: the caller
+//! computes them from the ring, so this crate does not depend on how
+//! placement is decided.
 
+pub mod clock;
 pub mod coordinator;
 pub mod error;
 pub mod exec;
+pub mod handoff;
 pub mod membership;
 pub mod messages;
 pub mod ops;
@@ -33,9 +38,13 @@ mod wire;
 mod write;
 
 pub use answer::ReadAnswer;
+pub use clock::{system_clock, system_now_ms, Clock};
 pub use coordinator::{Coordinator, CoordinatorConfig, WriteCoordinator};
 pub use error::CoordinatorError;
 pub use exec::StorageRunner;
+pub use handoff::{
+    backoff_ceiling, HandoffConfig, HandoffStatus, HintDelivery, RoundReport, TargetStatus,
+};
 pub use membership::{MembershipView, StaticMembership};
 pub use messages::{
     decode_request, decode_response, encode_request, encode_response, ErrorKind, MessageError,

@@ -55,6 +55,18 @@ pub enum Request {
     },
     /// Liveness check.
     Ping,
+    /// Keep these cells for `target`, a replica that could not take them
+    /// (sloppy quorum); answered with [`Response::HintStored`] once durable.
+    /// The receiver delivers them as a `Merge` when `target` is back.
+    StoreHint {
+        /// The replica the cells are for.
+        target: NodeId,
+        /// The row.
+        #[serde(with = "crate::wire::RowKeyDef")]
+        row: RowKey,
+        /// `(column, cell)` pairs, as the coordinator would have merged them.
+        cells: Vec<(Vec<u8>, Cell)>,
+    },
 }
 
 impl Request {
@@ -66,6 +78,7 @@ impl Request {
             Request::Merge { .. } => "Merge",
             Request::Coordinate { .. } => "Coordinate",
             Request::Ping => "Ping",
+            Request::StoreHint { .. } => "StoreHint",
         }
     }
 }
@@ -96,6 +109,8 @@ pub enum Response {
     },
     /// Answers [`Request::Ping`].
     Pong,
+    /// Answers [`Request::StoreHint`] once the hint is durable.
+    HintStored,
     /// The request failed on the receiving node.
     Error {
         /// What kind of failure, with its numbers.
@@ -115,6 +130,7 @@ impl Response {
             Response::Written { .. } => "Written",
             Response::Pong => "Pong",
             Response::Error { .. } => "Error",
+            Response::HintStored => "HintStored",
         }
     }
 }
@@ -165,6 +181,15 @@ pub enum ErrorKind {
     NotCoordinator,
     /// A bug or an unexpected internal failure.
     Internal,
+    /// The node already holds its maximum of hints for `target`.
+    HintLimit {
+        /// The replica the hint was for.
+        target: NodeId,
+        /// Hints already stored for it.
+        count: u64,
+        /// The configured maximum.
+        max: u64,
+    },
 }
 
 /// Why bytes are not a message of this protocol.
@@ -332,9 +357,16 @@ mod tests {
                     ],
                     required: 2,
                     replicas: vec!["a".into(), "b".into(), "c".into()],
+                    fallbacks: vec!["d".into(), "e".into()],
+                    strict: true,
                 },
             },
             Request::Ping,
+            Request::StoreHint {
+                target: "c".into(),
+                row: row(),
+                cells: vec![(b"x".to_vec(), cell())],
+            },
         ]
     }
 
@@ -356,9 +388,11 @@ mod tests {
                     required: 2,
                     replication: 3,
                     coordinator: "b".into(),
+                    hinted: 1,
                 },
             },
             Response::Pong,
+            Response::HintStored,
         ];
         let kinds = [
             ErrorKind::BadRequest,
@@ -381,6 +415,11 @@ mod tests {
             ErrorKind::Forward { to: "c".into() },
             ErrorKind::NotCoordinator,
             ErrorKind::Internal,
+            ErrorKind::HintLimit {
+                target: "c".into(),
+                count: 10,
+                max: 10,
+            },
         ];
         out.extend(kinds.into_iter().map(|kind| Response::Error {
             kind,

@@ -2,7 +2,12 @@
 //!
 //! Consistency levels are already numbers here (the server resolves `quorum`
 //! and friends), and the replica list is the key's preference list, computed
-//! by the caller from the ring.
+//! by the caller from the ring, as are the fallbacks that stand in for
+//! replicas that are down (sloppy quorum).
+//!
+//! The fields added for sloppy quorum are `#[serde(default)]`, which helps
+//! self-describing encodings only: postcard is positional, so nodes on both
+//! sides of a `Coordinate` must run this release.
 
 use serde::{Deserialize, Serialize};
 use tessera_storage::{Cell, Context, RowKey};
@@ -21,6 +26,16 @@ pub struct WriteRequest {
     pub required: u32,
     /// The preference list, N long, computed by the caller from the ring.
     pub replicas: Vec<NodeId>,
+    /// The ring's nodes after the preference list, in ring order (none of
+    /// them a replica): stand-ins for replicas that are down or fail, each
+    /// keeping a hint for at most one replica (sloppy quorum). Empty
+    /// disables stand-ins.
+    #[serde(default)]
+    pub fallbacks: Vec<NodeId>,
+    /// Count only real replicas towards W (Riak's `pw`): hints are still
+    /// stored for failed replicas, but do not make the write succeed.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// One cell of a [`WriteRequest`].
@@ -40,7 +55,8 @@ pub struct ClientWrite {
 pub struct WriteOutcome {
     /// The cells as the coordinator stored them (the new dot included), in write order.
     pub cells: Vec<(Vec<u8>, Cell)>,
-    /// Replicas that had acknowledged when the coordinator answered, itself included.
+    /// Replicas that had acknowledged when the coordinator answered, itself
+    /// included, counting replicas whose copy a fallback took as a hint.
     pub acked: u32,
     /// W.
     pub required: u32,
@@ -49,6 +65,10 @@ pub struct WriteOutcome {
     /// The replica that coordinated (minted the dot); differs from the
     /// receiving node when the write was forwarded.
     pub coordinator: NodeId,
+    /// How many of `acked` were hints stored on fallbacks for replicas that
+    /// were down or failed (always 0 for a strict write).
+    #[serde(default)]
+    pub hinted: u32,
 }
 
 /// A successful quorum read.

@@ -150,9 +150,15 @@ impl Tally {
 }
 
 /// Counts a write's acks until `required` of `replicas` acked or that became impossible.
+///
+/// A replica's slot can also be filled by a hint a fallback stored for it
+/// ([`on_hinted`](Self::on_hinted), sloppy quorum); failure reports then name
+/// the fallback among those who acked, since it is the node that did.
 #[derive(Clone, Debug)]
 pub struct WriteQuorum {
     tally: Tally,
+    /// (replica, fallback that stored its hint)
+    hinted: Vec<(NodeId, NodeId)>,
 }
 
 impl WriteQuorum {
@@ -160,7 +166,29 @@ impl WriteQuorum {
     pub fn new(required: u32, replicas: Vec<NodeId>) -> Self {
         Self {
             tally: Tally::new(required, replicas),
+            hinted: Vec::new(),
         }
+    }
+
+    /// `fallback` stored a hint for `replica`, which counts as `replica`'s ack.
+    /// Returns false (and changes nothing) if `replica` already reported or is
+    /// not a replica.
+    pub fn on_hinted(&mut self, replica: &str, fallback: &str) -> bool {
+        let accepted = self.tally.ack(replica);
+        if accepted {
+            self.hinted.push((replica.to_owned(), fallback.to_owned()));
+        }
+        accepted
+    }
+
+    /// Acks that were hints.
+    pub fn hinted(&self) -> u32 {
+        count(self.hinted.len())
+    }
+
+    /// (replica, fallback) for every ack that was a hint, in order of arrival.
+    pub fn hinted_by(&self) -> &[(NodeId, NodeId)] {
+        &self.hinted
     }
 
     /// `node` acked. Returns false (and changes nothing) if it already
@@ -177,7 +205,10 @@ impl WriteQuorum {
 
     /// The verdict so far.
     pub fn state(&self) -> QuorumState {
-        self.tally.state()
+        match self.tally.state() {
+            QuorumState::Failed(_) => QuorumState::Failed(self.failure()),
+            other => other,
+        }
     }
 
     /// W.
@@ -210,9 +241,16 @@ impl WriteQuorum {
         self.tally.pending()
     }
 
-    /// The numbers so far, as a failure report.
+    /// The numbers so far, as a failure report (a hinted replica's ack is
+    /// listed under the fallback that stored the hint).
     pub fn failure(&self) -> QuorumFailure {
-        self.tally.failure()
+        let mut failure = self.tally.failure();
+        for node in &mut failure.acked_by {
+            if let Some((_, fallback)) = self.hinted.iter().find(|(replica, _)| replica == node) {
+                *node = fallback.clone();
+            }
+        }
+        failure
     }
 }
 

@@ -1,6 +1,8 @@
 //! The replica side: what a node does with its peers' requests.
 //!
-//! Reads and merges go straight to the local [`CellStore`]; a forwarded
+//! Reads and merges go straight to the local [`CellStore`], and so do hints
+//! a coordinator asks this node to keep for a replica that is down
+//! ([`Request::StoreHint`], durable before the answer); a forwarded
 //! client write ([`Request::Coordinate`]) goes to this node's coordinator,
 //! attached after construction with [`Replica::set_coordinator`] because the
 //! coordinator and the network that delivers to this replica are built from
@@ -8,9 +10,10 @@
 
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use tessera_storage::{CellStore, Engine, StorageError};
+use tessera_storage::{CellStore, Engine, Hint, StorageError};
 use tracing::debug;
 
+use crate::clock::system_now_ms;
 use crate::coordinator::WriteCoordinator;
 use crate::error::storage_kind;
 use crate::exec::StorageRunner;
@@ -83,6 +86,7 @@ impl<E: Engine> Handler for Replica<E> {
             | Request::ReadRow { row, .. }
             | Request::Merge { row, .. } => Some(row.partition),
             Request::Coordinate { request } => Some(request.row.partition),
+            Request::StoreHint { row, .. } => Some(row.partition),
             Request::Ping => None,
         };
         debug!(node = %self.node, %from, partition, request = request.name(), "handling");
@@ -134,6 +138,18 @@ impl<E: Engine> Handler for Replica<E> {
                 }
             },
             Request::Ping => Box::pin(async { Response::Pong }),
+            Request::StoreHint { target, row, cells } => Box::pin(async move {
+                let hint = Hint {
+                    target,
+                    row,
+                    cells,
+                    stored_at_ms: system_now_ms(),
+                };
+                match runner.run(move || store.store_hint(&hint)).await {
+                    Ok(_) => Response::HintStored,
+                    Err(error) => storage_failure(&error),
+                }
+            }),
         }
     }
 }

@@ -57,6 +57,18 @@ stats! {
     reads_failed,
     /// Reads whose quorum was not reached before the deadline.
     reads_timed_out,
+    /// `StoreHint` messages sent to fallbacks for replicas that were down or failed.
+    hints_sent,
+    /// Hints a fallback stored that counted towards W.
+    hints_counted,
+    /// `StoreHint` messages that failed (the next fallback was tried).
+    hints_failed,
+    /// Hints this coordinator kept itself because no fallback took them
+    /// (or a replica timed out); they never count towards W.
+    hints_stored_locally,
+    /// Hints that could not be stored anywhere: that replica misses the write
+    /// until read repair or anti-entropy.
+    hints_lost,
     /// Read-repair merges sent (one per stale replica per read).
     repairs_sent,
     /// Cells carried by read-repair merges.

@@ -4,15 +4,27 @@
 //! [`CellStore::write_row`] and sends the resulting cells (the whole sibling
 //! set, not the client's value) to the other replicas as a `Merge`, which is
 //! idempotent and commutative, so late or repeated deliveries are harmless.
+//!
+//! Sloppy quorum (Dynamo's hinted handoff): a replica that membership says is
+//! down, or whose `Merge` fails for a reason other than the data itself, is
+//! replaced by the next unused live fallback from the ring, which stores the
+//! copy as a hint (`StoreHint`) and hands it over when the replica is back
+//! (see [`crate::handoff`]). A fallback's hint fills the replica's slot in
+//! the quorum unless the write is `strict`. If no fallback takes it, the
+//! coordinator keeps the hint itself: it already holds the data, but it has
+//! acked once already, so that hint never counts towards W. A replica that
+//! stays silent until the deadline also gets a local hint, since it may or may
+//! not have applied the write.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tessera_storage::{Cell, CellStore, CellWrite, Engine, RowKey, StorageError};
+use tessera_storage::{Cell, CellStore, CellWrite, Engine, Hint, RowKey, StorageError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
+use crate::clock::system_now_ms;
 use crate::coordinator::{validate, CallFailure, Inner, DOWN};
 use crate::error::CoordinatorError;
 use crate::membership::MembershipView;
@@ -37,10 +49,7 @@ fn count(len: usize) -> u32 {
 
 /// Milliseconds since the Unix epoch; informational only (see `CellValue`).
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    system_now_ms()
 }
 
 pub(crate) async fn write<T: Transport, M: MembershipView, E: Engine>(
@@ -72,12 +81,181 @@ fn unavailable(required: u32, replicas: &[NodeId], down: &[NodeId]) -> Coordinat
     })
 }
 
+/// Checks the fallbacks: none may be a replica or appear twice.
+fn validate_fallbacks(req: &WriteRequest) -> Result<(), CoordinatorError> {
+    for (i, node) in req.fallbacks.iter().enumerate() {
+        let reason = if req.replicas.contains(node) {
+            format!("fallback {node} is also a replica")
+        } else if req.fallbacks[..i].contains(node) {
+            format!("fallback {node} appears more than once")
+        } else {
+            continue;
+        };
+        return Err(CoordinatorError::InvalidRequest { reason });
+    }
+    Ok(())
+}
+
+/// The live fallbacks a write has not used yet, in ring order. The replica
+/// slots share it, so each fallback stands in for at most one replica.
+type FallbackPool = Arc<Mutex<VecDeque<NodeId>>>;
+
+fn next_fallback(pool: &FallbackPool) -> Option<NodeId> {
+    // Only node names live under the lock, so a poisoned one is still valid.
+    pool.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front()
+}
+
+/// How one replica's copy of a write ended, as the quorum counts it.
+#[derive(Debug)]
+enum SlotOutcome {
+    /// The replica merged it.
+    Acked,
+    /// `fallback` stored a hint for it; `cause` is why the replica did not take it.
+    Hinted { fallback: NodeId, cause: String },
+    /// Neither the replica nor a fallback took it: why, every attempt included.
+    Failed(String),
+    /// The deadline passed while the replica was silent (it may still apply it).
+    Deadline,
+}
+
+/// What a replica slot needs to deliver its copy.
+struct Slot<T, M, E: Engine> {
+    inner: Arc<Inner<T, M, E>>,
+    node: NodeId,
+    row: RowKey,
+    cells: Vec<(Vec<u8>, Cell)>,
+    deadline: Instant,
+    pool: FallbackPool,
+}
+
+impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
+    /// Merges into the replica if it is alive; otherwise, or if that fails
+    /// for a reason a stand-in can cover, hands a hint to the next fallback.
+    async fn run(self, alive: bool) -> SlotOutcome {
+        let stats = &self.inner.stats;
+        if !alive {
+            return self.hint(DOWN.to_owned()).await;
+        }
+        CoordinatorStats::inc(&stats.replication_sent);
+        let request = Request::Merge {
+            row: self.row.clone(),
+            cells: self.cells.clone(),
+        };
+        let cause = match self.inner.call(&self.node, request, self.deadline).await {
+            Ok(Response::Merged { .. }) => return SlotOutcome::Acked,
+            // The data itself was refused: a stand-in would refuse it too.
+            Ok(
+                response @ Response::Error {
+                    kind: ErrorKind::InvalidInput | ErrorKind::BadRequest,
+                    ..
+                },
+            ) => {
+                CoordinatorStats::inc(&stats.replication_failed);
+                return SlotOutcome::Failed(unexpected(&response));
+            }
+            Ok(other) => unexpected(&other),
+            Err(CallFailure::Failed(reason)) => reason,
+            Err(CallFailure::Deadline(reason)) => {
+                CoordinatorStats::inc(&stats.replication_failed);
+                // The replica may have applied it or not; a hint kept here
+                // covers the second case (as Cassandra does for timeouts),
+                // and merging it again later is harmless.
+                let _ = self.keep_locally(&reason).await;
+                return SlotOutcome::Deadline;
+            }
+        };
+        CoordinatorStats::inc(&stats.replication_failed);
+        self.hint(cause).await
+    }
+
+    /// Offers the replica's copy to unused live fallbacks in ring order until
+    /// one stores it; as a last resort keeps it here, which never counts.
+    async fn hint(self, cause: String) -> SlotOutcome {
+        let stats = &self.inner.stats;
+        let mut attempts: Vec<String> = Vec::new();
+        while let Some(fallback) = next_fallback(&self.pool) {
+            CoordinatorStats::inc(&stats.hints_sent);
+            let request = Request::StoreHint {
+                target: self.node.clone(),
+                row: self.row.clone(),
+                cells: self.cells.clone(),
+            };
+            let reason = match self.inner.call(&fallback, request, self.deadline).await {
+                Ok(Response::HintStored) => {
+                    debug!(
+                        node = %self.inner.local,
+                        replica = %self.node,
+                        %fallback,
+                        partition = self.row.partition,
+                        %cause,
+                        "hinted"
+                    );
+                    return SlotOutcome::Hinted { fallback, cause };
+                }
+                Ok(other) => unexpected(&other),
+                Err(failure) => failure.reason(),
+            };
+            CoordinatorStats::inc(&stats.hints_failed);
+            attempts.push(format!("hint to {fallback} failed: {reason}"));
+        }
+        if attempts.is_empty() {
+            attempts.push("no live fallback left".to_owned());
+        }
+        let kept = match self.keep_locally(&cause).await {
+            Ok(()) => format!(
+                "hint kept on {} (the coordinator; does not count towards W)",
+                self.inner.local
+            ),
+            Err(reason) => format!("no hint kept anywhere: {reason}"),
+        };
+        SlotOutcome::Failed(format!("{cause}; {}; {kept}", attempts.join("; ")))
+    }
+
+    /// Stores the replica's copy as a hint on this node.
+    async fn keep_locally(&self, cause: &str) -> Result<(), String> {
+        let store = self.inner.store.clone();
+        let hint = Hint {
+            target: self.node.clone(),
+            row: self.row.clone(),
+            cells: self.cells.clone(),
+            stored_at_ms: now_ms(),
+        };
+        match self
+            .inner
+            .config
+            .storage
+            .run(move || store.store_hint(&hint))
+            .await
+        {
+            Ok(_) => {
+                CoordinatorStats::inc(&self.inner.stats.hints_stored_locally);
+                Ok(())
+            }
+            Err(error) => {
+                CoordinatorStats::inc(&self.inner.stats.hints_lost);
+                warn!(
+                    node = %self.inner.local,
+                    replica = %self.node,
+                    partition = self.row.partition,
+                    %cause,
+                    %error,
+                    "a replica missed a write and no hint could be stored for it; read repair or anti-entropy must fix it"
+                );
+                Err(error.to_string())
+            }
+        }
+    }
+}
+
 async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
     inner: Arc<Inner<T, M, E>>,
     req: WriteRequest,
     forwarding: Forwarding,
 ) -> Result<WriteOutcome, CoordinatorError> {
     validate(req.required, &req.replicas)?;
+    validate_fallbacks(&req)?;
     if req.writes.is_empty() {
         return Err(CoordinatorError::InvalidRequest {
             reason: "a write needs at least one cell".to_owned(),
@@ -89,12 +267,26 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
         partition,
         cells = req.writes.len(),
         required = req.required,
+        strict = req.strict,
         "write"
     );
     let (alive, down) = inner.split_alive(&req.replicas);
-    // Seam for sloppy quorum: hinted handoff would replace `down` replicas
-    // with stand-ins here; for now they simply count as failed.
-    if (alive.len() as u64) < u64::from(req.required) {
+    let live_fallbacks: VecDeque<NodeId> = req
+        .fallbacks
+        .iter()
+        // A forwarding node may itself be a fallback; it is alive to itself.
+        .filter(|node| **node == inner.local || inner.membership.is_alive(node))
+        .cloned()
+        .collect();
+    // Sloppy quorum: a live fallback can stand in for each down replica, but
+    // a strict write counts real replicas only. Someone alive must still be
+    // a replica, since only a replica may mint the write's dot.
+    let stand_ins = if req.strict {
+        0
+    } else {
+        live_fallbacks.len().min(down.len())
+    };
+    if alive.is_empty() || ((alive.len() + stand_ins) as u64) < u64::from(req.required) {
         return Err(unavailable(req.required, &req.replicas, &down));
     }
     if !req.replicas.contains(&inner.local) {
@@ -112,9 +304,6 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
 
     let deadline = Instant::now() + inner.config.timeout;
     let mut quorum = WriteQuorum::new(req.required, req.replicas.clone());
-    for node in &down {
-        quorum.on_failure(node, DOWN);
-    }
 
     let store = inner.store.clone();
     let row = req.row.clone();
@@ -126,31 +315,29 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
         .await?;
     quorum.on_ack(&inner.local);
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, Result<(), CallFailure>)>();
-    for node in alive.into_iter().filter(|n| *n != inner.local) {
-        let request = Request::Merge {
+    let pool: FallbackPool = Arc::new(Mutex::new(live_fallbacks));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, SlotOutcome)>();
+    for node in req.replicas.iter().filter(|n| **n != inner.local) {
+        let slot = Slot {
+            inner: inner.clone(),
+            node: node.clone(),
             row: req.row.clone(),
             cells: cells.clone(),
+            deadline,
+            pool: pool.clone(),
         };
-        let call = inner.call(&node, request, deadline);
-        let stats = inner.stats.clone();
+        let node = node.clone();
+        let is_alive = alive.contains(&node);
         let tx = tx.clone();
-        CoordinatorStats::inc(&stats.replication_sent);
-        // Each send runs to completion or the deadline even after the client
-        // has its answer: those are the stragglers finishing in the background.
-        let in_flight = InFlight::new(stats.clone());
+        // Each slot runs to completion or the deadline even after the client
+        // has its answer: those are the stragglers finishing in the background,
+        // hints included.
+        let in_flight = InFlight::new(inner.stats.clone());
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let result = match call.await {
-                Ok(Response::Merged { .. }) => Ok(()),
-                Ok(other) => Err(CallFailure::Failed(unexpected(&other))),
-                Err(failure) => Err(failure),
-            };
-            if result.is_err() {
-                CoordinatorStats::inc(&stats.replication_failed);
-            }
+            let outcome = slot.run(is_alive).await;
             // The coordinator may have answered already; then nobody listens.
-            let _ = tx.send((node, result));
+            let _ = tx.send((node, outcome));
         });
     }
     drop(tx);
@@ -164,21 +351,35 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
                     required: quorum.required(),
                     replication: quorum.replication(),
                     coordinator: inner.local.clone(),
+                    hinted: quorum.hinted(),
                 })
             }
             QuorumState::Failed(failure) => return Err(CoordinatorError::Failed(failure)),
             QuorumState::Pending => {}
         }
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((node, Ok(())))) => {
+            Ok(Some((node, SlotOutcome::Acked))) => {
                 quorum.on_ack(&node);
             }
-            Ok(Some((node, Err(CallFailure::Failed(reason))))) => {
+            Ok(Some((node, SlotOutcome::Hinted { fallback, cause }))) => {
+                if req.strict {
+                    quorum.on_failure(
+                        &node,
+                        format!(
+                            "{cause}; hinted to {fallback}, which does not count towards W (strict)"
+                        ),
+                    );
+                } else {
+                    CoordinatorStats::inc(&inner.stats.hints_counted);
+                    quorum.on_hinted(&node, &fallback);
+                }
+            }
+            Ok(Some((node, SlotOutcome::Failed(reason)))) => {
                 quorum.on_failure(&node, reason);
             }
             // Still pending at the deadline: the timeout branch reports it.
-            Ok(Some((_, Err(CallFailure::Deadline(_))))) => {}
-            // Every send reports once, so the channel only closes early if a
+            Ok(Some((_, SlotOutcome::Deadline))) => {}
+            // Every slot reports once, so the channel only closes early if a
             // task died; either way nothing more will come.
             Ok(None) | Err(_) => {
                 return Err(CoordinatorError::Timeout {
@@ -213,6 +414,7 @@ fn kind_name(kind: &ErrorKind) -> &'static str {
         ErrorKind::Forward { .. } => "forwarding failure",
         ErrorKind::NotCoordinator => "not a coordinator",
         ErrorKind::Internal => "internal error",
+        ErrorKind::HintLimit { .. } => "hint limit reached",
     }
 }
 

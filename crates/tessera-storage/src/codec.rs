@@ -4,7 +4,7 @@
 //! what an older one wrote. Decoding is defensive: bytes from disk or from a
 //! peer can be anything, and the answer to garbage is
 //! [`StorageError::Corrupt`], never a panic. Other crates reuse these helpers
-//! for their own records (ring, schema, hints) kept in the `meta` column family.
+//! for their own records (ring, schema in `meta`; hints in `hints`).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

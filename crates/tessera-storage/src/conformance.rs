@@ -262,6 +262,11 @@ fn column_families_are_isolated<E: Engine>(engine: &E) {
     put(engine, ColumnFamily::Data, b"same", b"data");
     put(engine, ColumnFamily::Meta, b"same", b"meta");
     put(engine, ColumnFamily::Meta, b"only-meta", b"x");
+    put(engine, ColumnFamily::Hints, b"same", b"hint");
+    assert_eq!(
+        engine.get(ColumnFamily::Hints, b"same").unwrap(),
+        Some(b"hint".to_vec())
+    );
     assert_eq!(
         engine.get(ColumnFamily::Data, b"same").unwrap(),
         Some(b"data".to_vec())

@@ -24,17 +24,21 @@ pub enum ColumnFamily {
     Data,
     /// Node metadata: node id, ring, schema, format version.
     Meta,
+    /// Hinted-handoff records, keyed by target node and then time (see [`crate::hints`]).
+    Hints,
 }
 
 impl ColumnFamily {
     /// Every column family, in a fixed order (the order is the in-memory engine's index).
-    pub const ALL: [ColumnFamily; 2] = [ColumnFamily::Data, ColumnFamily::Meta];
+    pub const ALL: [ColumnFamily; 3] =
+        [ColumnFamily::Data, ColumnFamily::Meta, ColumnFamily::Hints];
 
     /// The column family's name on disk. Never rename one: RocksDB finds data by it.
     pub const fn name(self) -> &'static str {
         match self {
             ColumnFamily::Data => "data",
             ColumnFamily::Meta => "meta",
+            ColumnFamily::Hints => "hints",
         }
     }
 

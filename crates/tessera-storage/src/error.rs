@@ -74,6 +74,17 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// Storing another hint for `target` would exceed the per-target bound.
+    #[error("node {target} already has {count} hints stored here, the maximum is {max}; the hint was not stored")]
+    HintLimit {
+        /// The node the hint was for.
+        target: String,
+        /// Hints already stored for it.
+        count: u64,
+        /// The configured maximum per target.
+        max: u64,
+    },
+
     /// A value could not be encoded (a bug in a `Serialize` impl, never bad input).
     #[error("could not encode {what}: {reason}")]
     Encode {

@@ -1,6 +1,6 @@
 //! Tessera's local storage.
 //!
-//! Two layers:
+//! Three layers:
 //! - the **engine** ([`Engine`]): an ordered key-value store with column
 //!   families and atomic batches, implemented by RocksDB ([`RocksEngine`]) for
 //!   real nodes and by a `BTreeMap` ([`MemoryEngine`]) for deterministic
@@ -8,7 +8,9 @@
 //! - the **cell store** ([`CellStore`]): rows of DVVSet-versioned cells laid out
 //!   so that a partition and a row are contiguous key ranges ([`keys`]), with
 //!   atomic, lock-protected read-modify-write for coordinator writes and
-//!   replica merges.
+//!   replica merges;
+//! - **hints** ([`hints`]): writes kept for a replica that was down (hinted
+//!   handoff), in their own column family, bounded per target.
 //!
 //! Every value written starts with a format version byte ([`codec`]). Calls
 //! block; async callers use `spawn_blocking`.
@@ -18,6 +20,7 @@ pub mod codec;
 pub mod conformance;
 pub mod engine;
 pub mod error;
+pub mod hints;
 pub mod keys;
 pub mod memory;
 pub mod rocks;
@@ -27,6 +30,7 @@ pub use cell::{Actor, Cell, CellValue, CellWrite, Context};
 pub use codec::{decode_versioned, encode_versioned, FORMAT_VERSION};
 pub use engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
 pub use error::StorageError;
+pub use hints::{Hint, HintKey, HintTargetStats, DEFAULT_MAX_HINTS_PER_TARGET};
 pub use keys::{
     cell_key, decode_cell_key, partition_range, row_prefix, RowKey, TableId, MAX_COLUMN_LEN,
     MAX_KEY_LEN,

@@ -14,6 +14,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::cell::{decode_cell, encode_cell, is_deleted, Actor, Cell, CellValue, CellWrite};
 use crate::engine::{CfStats, ColumnFamily, Engine, WriteBatch};
 use crate::error::{hex_key, StorageError};
+use crate::hints::HintIndex;
 use crate::keys::{cell_key, key_successor, prefix_successor, row_range, validate_column, RowKey};
 
 /// Default cap on siblings a coordinator write may create.
@@ -113,6 +114,7 @@ pub struct CellStore<E: Engine> {
     options: StoreOptions,
     // RwLock so that multi-chunk row reads see a row between writes, never in the middle of one.
     locks: Box<[RwLock<()>]>,
+    hints: HintIndex,
 }
 
 impl<E: Engine> std::fmt::Debug for CellStore<E> {
@@ -147,7 +149,16 @@ impl<E: Engine> CellStore<E> {
             engine,
             options,
             locks,
+            hints: HintIndex::default(),
         }
+    }
+
+    pub(crate) fn hint_index(&self) -> &HintIndex {
+        &self.hints
+    }
+
+    pub(crate) fn hint_index_mut(&mut self) -> &mut HintIndex {
+        &mut self.hints
     }
 
     /// The engine underneath, for range operations (streaming, dropping partitions).

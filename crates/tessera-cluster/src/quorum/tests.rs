@@ -57,6 +57,31 @@ fn write_quorum_fails_as_soon_as_success_is_impossible() {
 }
 
 #[test]
+fn hinted_acks_fill_the_replicas_slot_and_name_the_fallback() {
+    let mut q = WriteQuorum::new(3, nodes(&["a", "b", "c"]));
+    assert!(q.on_ack("a"));
+    assert!(q.on_hinted("b", "d"));
+    assert!(!q.on_hinted("b", "e"), "one slot, one hint");
+    assert!(!q.on_ack("b"), "a hinted replica cannot ack again");
+    assert!(!q.on_hinted("zz", "e"), "only replicas have slots");
+    assert_eq!((q.acked(), q.hinted()), (2, 1));
+    assert_eq!(q.hinted_by(), [("b".to_owned(), "d".to_owned())]);
+    q.on_failure("c", "unreachable");
+    match q.state() {
+        QuorumState::Failed(f) => {
+            assert_eq!((f.acked, f.required), (2, 3));
+            assert_eq!(f.acked_by, nodes(&["a", "d"]));
+            assert_eq!(f.failed, [("c".to_owned(), "unreachable".to_owned())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut q = WriteQuorum::new(2, nodes(&["a", "b", "c"]));
+    q.on_ack("a");
+    q.on_hinted("c", "d");
+    assert_eq!(q.state(), QuorumState::Succeeded);
+}
+
+#[test]
 fn write_quorum_edge_sizes() {
     assert_eq!(
         WriteQuorum::new(0, nodes(&["a"])).state(),

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_cluster::{
-    ClientWrite, Coordinator, CoordinatorConfig, NodeId, Replica, SimNetwork, SimTransport,
-    StaticMembership, StorageRunner, WriteRequest,
+    ClientWrite, Coordinator, CoordinatorConfig, HandoffConfig, HintDelivery, NodeId, Replica,
+    SimNetwork, SimTransport, StaticMembership, StorageRunner, WriteRequest,
 };
 use tessera_storage::{Actor, Cell, CellStore, Context, MemoryEngine, RowKey, StoreOptions};
 
 pub type SimCoordinator = Coordinator<SimTransport, Arc<StaticMembership>, MemoryEngine>;
+pub type SimDelivery = HintDelivery<SimTransport, Arc<StaticMembership>, MemoryEngine>;
 
 /// Replicas per key.
 pub const N: usize = 3;
@@ -24,6 +25,8 @@ pub struct Node {
     pub store: Arc<CellStore<MemoryEngine>>,
     pub replica: Arc<Replica<MemoryEngine>>,
     pub coordinator: Arc<SimCoordinator>,
+    /// This node's hint delivery; tests run it by hand or spawn its loop.
+    pub delivery: Arc<SimDelivery>,
 }
 
 pub struct Cluster {
@@ -36,6 +39,9 @@ pub struct Options {
     pub max_siblings: usize,
     pub timeout: Duration,
     pub forward_timeout: Duration,
+    pub max_hints_per_target: u64,
+    /// Hint delivery settings (storage and seed are set per node).
+    pub handoff: HandoffConfig,
 }
 
 impl Default for Options {
@@ -44,6 +50,11 @@ impl Default for Options {
             max_siblings: 64,
             timeout: Duration::from_secs(2),
             forward_timeout: Duration::from_secs(5),
+            max_hints_per_target: tessera_storage::DEFAULT_MAX_HINTS_PER_TARGET,
+            handoff: HandoffConfig {
+                call_timeout: Duration::from_secs(2),
+                ..HandoffConfig::default()
+            },
         }
     }
 }
@@ -77,7 +88,10 @@ impl Cluster {
                 let actor = i as Actor + 1;
                 let mut store_options = StoreOptions::new(actor);
                 store_options.max_siblings = options.max_siblings;
-                let store = Arc::new(CellStore::new(MemoryEngine::new(), store_options));
+                let store = Arc::new(
+                    CellStore::new(MemoryEngine::new(), store_options)
+                        .with_max_hints_per_target(options.max_hints_per_target),
+                );
                 let replica = Arc::new(Replica::new(
                     id.clone(),
                     store.clone(),
@@ -96,12 +110,24 @@ impl Cluster {
                 ));
                 replica.set_coordinator(&coordinator);
                 net.register(id.clone(), replica.clone());
+                let delivery = Arc::new(HintDelivery::new(
+                    id.clone(),
+                    store.clone(),
+                    net.transport(id.clone()),
+                    membership.clone(),
+                    HandoffConfig {
+                        storage: StorageRunner::Inline,
+                        rng_seed: Some(seed.wrapping_mul(31).wrapping_add(i as u64)),
+                        ..options.handoff.clone()
+                    },
+                ));
                 Node {
                     id,
                     actor,
                     store,
                     replica,
                     coordinator,
+                    delivery,
                 }
             })
             .collect();
@@ -127,6 +153,31 @@ impl Cluster {
         (0..N.min(n))
             .map(|i| self.nodes[(start + i) % n].id.clone())
             .collect()
+    }
+
+    /// The nodes after the preference list, in ring order: the fallbacks.
+    pub fn fallbacks_of(&self, row: &RowKey) -> Vec<NodeId> {
+        let n = self.nodes.len();
+        let start = (row.token % n as u64) as usize;
+        (N.min(n)..n)
+            .map(|i| self.nodes[(start + i) % n].id.clone())
+            .collect()
+    }
+
+    /// Hints stored on `node`, over every target.
+    pub fn hints_on(&self, node: &str) -> u64 {
+        self.node(node)
+            .store
+            .hint_targets()
+            .expect("memory store")
+            .iter()
+            .map(|t| t.count)
+            .sum()
+    }
+
+    /// Hints stored anywhere in the cluster.
+    pub fn hints_total(&self) -> u64 {
+        self.nodes.iter().map(|n| self.hints_on(&n.id)).sum()
     }
 
     /// Some node that is not a replica of `row` (needs more than N nodes).
@@ -190,7 +241,15 @@ pub fn write(
         }],
         required,
         replicas,
+        fallbacks: Vec::new(),
+        strict: false,
     }
+}
+
+/// `request` with the ring's fallbacks for its row: sloppy quorum on.
+pub fn sloppy(cluster: &Cluster, mut request: WriteRequest) -> WriteRequest {
+    request.fallbacks = cluster.fallbacks_of(&request.row);
+    request
 }
 
 /// The live values of a cell, sorted, as strings.
