@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
 use tessera_cluster::{
     Coordinator, CoordinatorConfig, NodeId, Replica, StaticMembership, StorageRunner,
 };
@@ -23,6 +24,9 @@ use crate::peer::{ClusterSecret, HttpTransport};
 /// The coordinator of a running node.
 pub type NodeCoordinator = Coordinator<Arc<HttpTransport>, Arc<StaticMembership>, RocksEngine>;
 
+/// The hint delivery of a running node.
+pub type NodeHandoff = HintDelivery<Arc<HttpTransport>, Arc<StaticMembership>, RocksEngine>;
+
 /// Everything a node knows and uses about the other nodes.
 pub struct ClusterState {
     pub secret: ClusterSecret,
@@ -32,6 +36,7 @@ pub struct ClusterState {
     pub transport: Arc<HttpTransport>,
     pub coordinator: Arc<NodeCoordinator>,
     pub replica: Arc<Replica<RocksEngine>>,
+    pub handoff: Arc<NodeHandoff>,
 }
 
 impl ClusterState {
@@ -72,6 +77,13 @@ impl ClusterState {
                 storage: StorageRunner::Blocking,
             },
         ));
+        let handoff = Arc::new(HintDelivery::new(
+            node_id,
+            store.clone(),
+            transport.clone(),
+            membership.clone(),
+            HandoffConfig::default(),
+        ));
         let replica = Arc::new(Replica::new(node_id, store, StorageRunner::Blocking));
         replica.set_coordinator(&coordinator);
         Ok(Self {
@@ -82,12 +94,18 @@ impl ClusterState {
             transport,
             coordinator,
             replica,
+            handoff,
         })
     }
 
     /// The replicas of a partition for a table of replication `n`, in preference order.
     pub fn replicas(&self, partition: PartitionId, n: u32) -> Vec<NodeId> {
         self.ring.preference_list(partition, n as usize)
+    }
+
+    /// The nodes that stand in for down replicas of a partition (sloppy quorum), in ring order.
+    pub fn fallbacks(&self, partition: PartitionId, n: u32) -> Vec<NodeId> {
+        self.ring.fallbacks(partition, n as usize)
     }
 }
 

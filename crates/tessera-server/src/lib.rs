@@ -60,7 +60,9 @@ pub async fn serve(
         stdout.flush()?;
     }
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
-    let schema_sync = tokio::spawn(schema_sync::run(node.clone(), tasks_stopped));
+    let schema_sync = tokio::spawn(schema_sync::run(node.clone(), tasks_stopped.clone()));
+    let handoff = node.cluster.handoff.clone();
+    let hint_delivery = tokio::spawn(async move { handoff.run(tasks_stopped).await });
     axum::serve(listener, api::router(node.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -70,6 +72,7 @@ pub async fn serve(
     );
     let _ = stop_tasks.send(true);
     let _ = schema_sync.await;
+    let _ = hint_delivery.await;
     tracing::info!(node = node.id(), "closing storage");
     node.store.engine().flush()?;
     Ok(())

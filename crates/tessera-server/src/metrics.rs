@@ -18,6 +18,11 @@ pub struct Metrics {
     pub storage_keys: IntGaugeVec,
     coordinator_events: IntCounterVec,
     coordinator_background: prometheus::IntGauge,
+    hints_pending: prometheus::IntGauge,
+    hints_pending_by_target: IntGaugeVec,
+    hints_delivered: IntCounter,
+    hints_failed: IntCounter,
+    hints_expired: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +76,34 @@ impl Metrics {
             "tessera_coordinator_background_tasks",
             "Replication stragglers and read repairs still running.",
         )?;
+        let hints_pending = prometheus::IntGauge::new(
+            "tessera_hints_pending",
+            "Hints this node holds for other nodes, waiting for delivery.",
+        )?;
+        let hints_pending_by_target = IntGaugeVec::new(
+            Opts::new(
+                "tessera_hints_pending_by_target",
+                "Hints this node holds, by the node they are for.",
+            ),
+            &["target"],
+        )?;
+        let hints_delivered = IntCounter::new(
+            "tessera_hints_delivered_total",
+            "Hints delivered to the node they were for.",
+        )?;
+        let hints_failed = IntCounter::new(
+            "tessera_hint_delivery_failures_total",
+            "Hint deliveries that failed and will be retried.",
+        )?;
+        let hints_expired = IntCounter::new(
+            "tessera_hints_expired_total",
+            "Hints dropped undelivered after the hint window; anti-entropy must repair their data.",
+        )?;
+        registry.register(Box::new(hints_pending.clone()))?;
+        registry.register(Box::new(hints_pending_by_target.clone()))?;
+        for metric in [&hints_delivered, &hints_failed, &hints_expired] {
+            registry.register(Box::new(metric.clone()))?;
+        }
         registry.register(Box::new(coordinator_events.clone()))?;
         registry.register(Box::new(coordinator_background.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -89,7 +122,37 @@ impl Metrics {
             storage_keys,
             coordinator_events,
             coordinator_background,
+            hints_pending,
+            hints_pending_by_target,
+            hints_delivered,
+            hints_failed,
+            hints_expired,
         })
+    }
+
+    /// Hint gauges from the store's exact counts, and counters from the delivery task's totals.
+    pub fn record_hints(
+        &self,
+        pending: &[tessera_storage::hints::HintTargetStats],
+        delivery: &tessera_cluster::handoff::HandoffStatus,
+    ) {
+        self.hints_pending_by_target.reset();
+        let mut total = 0u64;
+        for target in pending {
+            total += target.count;
+            self.hints_pending_by_target
+                .with_label_values(&[target.target.as_str()])
+                .set(i64::try_from(target.count).unwrap_or(i64::MAX));
+        }
+        self.hints_pending
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+        for (counter, value) in [
+            (&self.hints_delivered, delivery.delivered),
+            (&self.hints_failed, delivery.failed),
+            (&self.hints_expired, delivery.expired),
+        ] {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
     }
 
     /// Brings the coordinator counters up to the coordinator's own (which only ever grow).
@@ -111,6 +174,11 @@ impl Metrics {
             ("repairs_sent", stats.repairs_sent),
             ("repair_cells", stats.repair_cells),
             ("repairs_failed", stats.repairs_failed),
+            ("hints_sent", stats.hints_sent),
+            ("hints_counted", stats.hints_counted),
+            ("hints_failed", stats.hints_failed),
+            ("hints_stored_locally", stats.hints_stored_locally),
+            ("hints_lost", stats.hints_lost),
         ];
         for (event, total) in events {
             let counter = self.coordinator_events.with_label_values(&[event]);

@@ -21,6 +21,7 @@ use crate::node::Node;
 pub struct CellQuery {
     consistency: Option<String>,
     encoding: Option<String>,
+    strict: Option<String>,
 }
 
 pub async fn get_cell(
@@ -32,7 +33,8 @@ pub async fn get_cell(
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
     let encoding = Encoding::parse(query.encoding.as_deref())?;
-    let plan = data::plan(&node, &table, path.key, level, Access::Read)?;
+    let strict = data::parse_strict(query.strict.as_deref())?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Read, strict)?;
     let outcome = node
         .cluster
         .coordinator
@@ -87,7 +89,8 @@ pub async fn put_cell(
     let explicit = extract::context_header(&headers)?;
     let max = node.config.limits.max_value_bytes;
     extract::check_declared_length(&headers, max, "value_too_large", "the value")?;
-    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let strict = data::parse_strict(query.strict.as_deref())?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
     let context = implicit_context(&node, &plan, &path.column, explicit).await?;
     let value = extract::read_body(body, &headers, max, "value_too_large", "the value").await?;
     let write = ClientWrite {
@@ -109,7 +112,8 @@ pub async fn delete_cell(
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
     Encoding::parse(query.encoding.as_deref())?;
     let explicit = extract::context_header(&headers)?;
-    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let strict = data::parse_strict(query.strict.as_deref())?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
     let context = implicit_context(&node, &plan, &path.column, explicit).await?;
     let write = ClientWrite {
         column: path.column,
@@ -159,6 +163,8 @@ pub async fn coordinate(
             writes,
             required: plan.required,
             replicas: plan.replicas.clone(),
+            fallbacks: plan.fallbacks.clone(),
+            strict: plan.strict,
         })
         .await?;
     for (column, cell) in &outcome.cells {
@@ -176,5 +182,8 @@ fn cell_written(plan: &Plan, outcome: &WriteOutcome) -> Result<Response, ApiErro
     let out = response.headers_mut();
     data::cell_headers(out, cell);
     out.insert("x-replicas", plan.header(outcome.acked));
+    if outcome.hinted > 0 {
+        out.insert("x-hinted", outcome.hinted.into());
+    }
     Ok(response)
 }

@@ -21,6 +21,10 @@ use crate::schema::TableSchema;
 pub struct Plan {
     pub row: RowKey,
     pub replicas: Vec<NodeId>,
+    /// Nodes that may hold hints for down replicas (sloppy quorum).
+    pub fallbacks: Vec<NodeId>,
+    /// Only real replicas count towards the level (no hints), like Riak's pw/pr.
+    pub strict: bool,
     pub required: u32,
     pub replication: u32,
 }
@@ -59,6 +63,7 @@ pub fn plan(
     key: Vec<u8>,
     level: Option<ConsistencyLevel>,
     access: Access,
+    strict: bool,
 ) -> Result<Plan, ApiError> {
     let level = level.unwrap_or(match access {
         Access::Read => table.read,
@@ -67,8 +72,18 @@ pub fn plan(
     let required = level.required(table.replication)?;
     let row = node.row_key(table.id, key);
     let replicas = node.cluster.replicas(row.partition, table.replication);
+    let fallbacks = node.cluster.fallbacks(row.partition, table.replication);
     let membership = &node.cluster.membership;
-    let alive = replicas.iter().filter(|r| membership.is_alive(r)).count() as u32;
+    let live_replicas = replicas.iter().filter(|r| membership.is_alive(r)).count() as u32;
+    // A live fallback can stand in for each down replica, unless the request is strict.
+    let stand_ins = match (access, strict) {
+        (Access::Write, false) => {
+            let down = replicas.len() as u32 - live_replicas;
+            down.min(fallbacks.iter().filter(|f| membership.is_alive(f)).count() as u32)
+        }
+        _ => 0,
+    };
+    let alive = live_replicas + stand_ins;
     if required > alive {
         let members = node.cluster.members.len();
         let why = if (replicas.len() as u32) < table.replication {
@@ -101,9 +116,23 @@ pub fn plan(
     Ok(Plan {
         row,
         replicas,
+        fallbacks,
+        strict,
         required,
         replication: table.replication,
     })
+}
+
+/// The `strict` query parameter: `true` or `false` (the default).
+pub fn parse_strict(text: Option<&str>) -> Result<bool, ApiError> {
+    match text {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::invalid_parameter(
+            "strict",
+            format!("strict must be true or false, got {other:?}"),
+        )),
+    }
 }
 
 /// Runs a blocking storage call on the blocking pool, within the node's request deadline.

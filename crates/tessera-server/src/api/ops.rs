@@ -19,14 +19,17 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
 
 pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let store = node.store.clone();
-    let stats = tokio::task::spawn_blocking(move || {
-        ColumnFamily::ALL
+    let (stats, hints) = tokio::task::spawn_blocking(move || {
+        let stats = ColumnFamily::ALL
             .iter()
             .map(|cf| store.stats(*cf).map(|stats| (*cf, stats)))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, tessera_storage::StorageError>((stats, store.hint_targets()?))
     })
     .await
     .map_err(|e| ApiError::internal(format!("reading storage stats failed: {e}")))??;
+    node.metrics
+        .record_hints(&hints, &node.cluster.handoff.status());
     for (cf, stats) in stats {
         let bytes = i64::try_from(stats.live_bytes).unwrap_or(i64::MAX);
         let keys = i64::try_from(stats.keys).unwrap_or(i64::MAX);

@@ -39,6 +39,7 @@ pub struct RowQuery {
     limit: Option<String>,
     cursor: Option<String>,
     encoding: Option<String>,
+    strict: Option<String>,
 }
 
 pub async fn get_row(
@@ -62,7 +63,8 @@ pub async fn get_row(
         limit,
         include_tombstones: false,
     };
-    let plan = data::plan(&node, &table, path.key, level, Access::Read)?;
+    let strict = data::parse_strict(query.strict.as_deref())?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Read, strict)?;
     let outcome = node
         .cluster
         .coordinator
@@ -133,6 +135,7 @@ enum BatchOp {
 #[serde(deny_unknown_fields)]
 pub struct WriteQuery {
     consistency: Option<String>,
+    strict: Option<String>,
 }
 
 pub async fn post_row(
@@ -144,7 +147,8 @@ pub async fn post_row(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let strict = data::parse_strict(query.strict.as_deref())?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
     let max_batch = node.config.limits.max_batch_bytes;
     let bytes = extract::read_body(
         body,
@@ -235,7 +239,8 @@ pub async fn delete_row(
 ) -> Result<Response, ApiError> {
     let table = data::table(&node, &path.table)?;
     let level = extract::consistency(query.consistency.as_deref(), &headers)?;
-    let plan = data::plan(&node, &table, path.key, level, Access::Write)?;
+    let strict = data::parse_strict(query.strict.as_deref())?;
+    let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
     let mut deleted = 0usize;
     let mut acked = plan.required;
     let mut after = None;
