@@ -2,7 +2,7 @@
 //! read repair and concurrent writers through different coordinators.
 
 use serde_json::json;
-use tessera_tests::{Opts, TestCluster, Version};
+use tessera_tests::{get_json, metric, Opts, TestCluster, Version};
 
 const T: &str = "t";
 
@@ -127,22 +127,12 @@ async fn read_repair_brings_a_restarted_replica_up_to_date() {
     .await;
 
     // And it was read repair that did it: n1, the read's coordinator, counts the repair it sent.
-    let metrics = http
-        .get(cluster.node(1).url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let repairs: u64 = metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("tessera_coordinator_events_total{event=\"repairs_sent\"} ")
-        })
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(repairs >= 1, "n1 sent no read repair:\n{metrics}");
+    let repairs = metric(
+        cluster.node(1),
+        "tessera_coordinator_events_total{event=\"repairs_sent\"}",
+    )
+    .await;
+    assert!(repairs >= 1.0, "n1 sent no read repair");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,15 +216,7 @@ async fn concurrent_writers_through_different_coordinators_keep_every_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_routes_report_members_ring_and_reachability() {
     let mut cluster = cluster().await;
-    let http = reqwest::Client::new();
-    let view: serde_json::Value = http
-        .get(cluster.node(1).url("/v1/cluster"))
-        .send()
-        .await
-        .expect("GET /v1/cluster")
-        .json()
-        .await
-        .expect("JSON");
+    let view = get_json(&cluster.node(1).url("/v1/cluster")).await;
     let members = view["members"].as_array().expect("members");
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m["reachable"] == true), "{view}");
@@ -244,26 +226,12 @@ async fn cluster_routes_report_members_ring_and_reachability() {
         .sum();
     assert_eq!(owned, 256, "every partition has one owner");
 
-    let ring: serde_json::Value = http
-        .get(cluster.node(2).url("/v1/cluster/ring"))
-        .send()
-        .await
-        .expect("GET /v1/cluster/ring")
-        .json()
-        .await
-        .expect("JSON");
+    let ring = get_json(&cluster.node(2).url("/v1/cluster/ring")).await;
     assert_eq!(ring["partitions"], 256);
     assert_eq!(ring["owners"].as_array().map(Vec::len), Some(256));
 
     cluster.node_mut(3).kill9();
-    let view: serde_json::Value = http
-        .get(cluster.node(1).url("/v1/cluster"))
-        .send()
-        .await
-        .expect("GET /v1/cluster")
-        .json()
-        .await
-        .expect("JSON");
+    let view = get_json(&cluster.node(1).url("/v1/cluster")).await;
     let n3 = view["members"]
         .as_array()
         .and_then(|m| m.iter().find(|m| m["id"] == "n3"))

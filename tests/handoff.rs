@@ -2,18 +2,10 @@
 //! when it comes back, without any read touching the keys.
 
 use serde_json::json;
-use tessera_tests::{Opts, TestCluster};
+use tessera_tests::{metric, Opts, TestCluster};
 
 const T: &str = "t";
 const KEYS: usize = 1_000;
-
-/// The value of a metric line `name value`, or 0.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hints_for_a_dead_replica_are_delivered_when_it_returns() {
@@ -34,38 +26,19 @@ async fn hints_for_a_dead_replica_are_delivered_when_it_returns() {
         .expect(204);
     }
     let http = reqwest::Client::new();
-    let metrics_url = cluster.node(1).url("/metrics");
     // n1 coordinated every write with n3 down, so it ends up holding a hint for each (at `one`
     // it answers before the hint is stored, so wait for them).
-    tessera_tests::wait_until("n1 to hold a hint for every write", || {
-        let request = http.get(&metrics_url).send();
-        async move {
-            match request.await {
-                Ok(response) => {
-                    let text = response.text().await.unwrap_or_default();
-                    metric(&text, "tessera_hints_pending") >= KEYS as f64
-                }
-                Err(_) => false,
-            }
-        }
+    tessera_tests::wait_until("n1 to hold a hint for every write", || async {
+        metric(cluster.node(1), "tessera_hints_pending").await >= KEYS as f64
     })
     .await;
 
     cluster.node_mut(3).restart();
 
     // No reads: wait until n1 has delivered every hint...
-    tessera_tests::wait_until("n1 to deliver its hints to n3", || {
-        let request = http.get(&metrics_url).send();
-        async move {
-            match request.await {
-                Ok(response) => {
-                    let text = response.text().await.unwrap_or_default();
-                    metric(&text, "tessera_hints_pending") == 0.0
-                        && metric(&text, "tessera_hints_delivered_total") >= KEYS as f64
-                }
-                Err(_) => false,
-            }
-        }
+    tessera_tests::wait_until("n1 to deliver its hints to n3", || async {
+        metric(cluster.node(1), "tessera_hints_pending").await == 0.0
+            && metric(cluster.node(1), "tessera_hints_delivered_total").await >= KEYS as f64
     })
     .await;
 

@@ -79,3 +79,26 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// GETs `url` and parses its JSON body; panics naming the URL when either fails.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// The value of the unlabelled (or fully labelled) metric `name` on a node's `/metrics`, or 0
+/// when the node does not answer or does not have it.
+pub async fn metric(node: &TestNode, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(node.url("/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
