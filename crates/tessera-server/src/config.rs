@@ -46,6 +46,17 @@ pub struct LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub sync_writes: bool,
+    pub blocking_threads: usize,
+}
+
+impl StorageConfig {
+    /// The storage thread count, with 0 resolved to the number of CPU cores.
+    pub fn blocking_threads(&self) -> usize {
+        match self.blocking_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

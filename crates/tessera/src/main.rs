@@ -41,7 +41,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging();
             let config = args.resolve()?;
+            // Storage calls run on tokio's blocking pool. Its default of up to 512 threads turns
+            // 64 concurrent requests into 64 threads fighting over the cores; a pool the size of
+            // the machine serves them faster (docs/performance.md has the measurements).
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(config.storage.blocking_threads())
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;

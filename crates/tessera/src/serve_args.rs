@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// fsync the WAL before acknowledging each write (storage.sync_writes).
     #[arg(long, env = "TESSERA_SYNC_WRITES", num_args = 0..=1, default_missing_value = "true")]
     sync_writes: Option<bool>,
+    /// Threads for storage calls, 0 for one per core (storage.blocking_threads).
+    #[arg(long, env = "TESSERA_BLOCKING_THREADS")]
+    blocking_threads: Option<usize>,
     /// Deadline of each data request in milliseconds (requests.timeout_ms).
     #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
@@ -68,6 +71,7 @@ impl ServeArgs {
             partitions,
             nodes,
             cluster_secret,
+            blocking_threads,
         } = self;
         set(&mut config.node.id, node_id);
         set(&mut config.node.listen, listen);
@@ -77,6 +81,7 @@ impl ServeArgs {
         set(&mut config.limits.max_siblings, max_siblings);
         set(&mut config.limits.sibling_warning, sibling_warning);
         set(&mut config.storage.sync_writes, sync_writes);
+        set(&mut config.storage.blocking_threads, blocking_threads);
         set(&mut config.requests.timeout_ms, request_timeout_ms);
         set(&mut config.cluster.partitions, partitions);
         set(&mut config.cluster.nodes, nodes);
