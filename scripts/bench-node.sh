@@ -6,9 +6,12 @@
 # 1. Storage ceiling: raw RocksDB puts/gets and the versioned cell path (`tessera-bench storage`).
 # 2. Request-layer ceiling: the node's axum/tokio stack with empty handlers
 #    (`tessera-bench http-ceiling`), under wrk and under `tessera-bench load`.
-# 3. The node (`tessera serve`, fresh data dir, table with replication 1, keys preloaded), under
+# 3. Layers: the same server doing only the node's storage calls (`http-ceiling --storage`): on
+#    tokio's blocking pool as the node does, on that pool capped at one thread per core, and
+#    inline; under wrk. Where the gap between ceiling and node comes from.
+# 4. The node (`tessera serve`, fresh data dir, table with replication 1, keys preloaded), under
 #    the same two loads: PUT, then GET, of 100-byte values on uniformly random keys.
-# 4. `tessera-bench report`: a markdown table of absolute figures and ratios to the ceilings.
+# 5. `tessera-bench report`: a markdown table of absolute figures and ratios to the ceilings.
 #
 # Every setting can be changed through the environment (defaults below). Results, raw tool output
 # and the exact commands are kept in $BENCH_OUT. Every process started here is stopped on exit.
@@ -21,15 +24,19 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}
 DURATION=${BENCH_DURATION:-15}          # measured seconds per run
 WARMUP=${BENCH_WARMUP:-3}               # seconds of load before each measured run
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
-WRK_THREADS=${BENCH_WRK_THREADS:-1}     # 1 beat 2 on this 2-core machine; see docs/performance.md
+WRK_THREADS=${BENCH_WRK_THREADS:-2}     # 2 beat 1 against the ceiling here; see docs/performance.md
 KEYS=${BENCH_KEYS:-100000}
 VALUE_SIZE=${BENCH_VALUE_SIZE:-100}
 STORAGE_OPS=${BENCH_STORAGE_OPS:-200000}
 STORAGE_THREADS=${BENCH_STORAGE_THREADS:-2}
 SEED=${BENCH_SEED:-42}
-NODE_HOST=${BENCH_NODE_HOST:-127.0.0.11}      # port 0: the OS picks a free port
-CEILING_HOST=${BENCH_CEILING_HOST:-127.0.0.12}
+# Port 0: the OS picks a free port. Not 127.0.0.11-19, where `make run` and cluster tests live.
+NODE_HOST=${BENCH_NODE_HOST:-127.0.0.21}
+CEILING_HOST=${BENCH_CEILING_HOST:-127.0.0.22}
+LAYER_HOST=${BENCH_LAYER_HOST:-127.0.0.23}
+LAYERS=${BENCH_LAYERS:-1}               # 0: skip step 3
 TABLE=bench
+QUIET_WAIT=${BENCH_QUIET_WAIT:-60}      # before each measured run, wait up to this long for the machine to idle
 PROFILE=${BENCH_PROFILE:-0}             # 1: also perf-record the node under wrk (separate runs)
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}       # 1: use the release binaries already built
 OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -37,6 +44,28 @@ OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 BIN_DIR=${BENCH_BIN_DIR:-$CARGO_TARGET_DIR/release}   # another dir only to test this script
 TESSERA=$BIN_DIR/tessera
 BENCH=$BIN_DIR/tessera-bench
+
+# Percent of CPU time other processes used over one second: the machine is shared, and a busy
+# neighbour lowers every figure, so each run records it.
+cpu_busy() {
+    local a b
+    read -r -a a < <(grep '^cpu ' /proc/stat)
+    sleep 1
+    read -r -a b < <(grep '^cpu ' /proc/stat)
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    local idle=$(( (b[4] - a[4]) + (b[5] - a[5]) ))
+    echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+
+# Waits (at most QUIET_WAIT seconds) until other processes use under 15% of the CPU.
+wait_quiet() {
+    local waited=0 busy
+    while busy=$(cpu_busy) && [ "$busy" -ge 15 ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
+        [ "$waited" = 0 ] && printf 'bench-node: the machine is %s%% busy with other work; waiting up to %ss\n' "$busy" "$QUIET_WAIT" >&2
+        waited=$((waited + 1))
+    done
+}
 
 log() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'bench-node: %s\n' "$*" >&2; exit 1; }
@@ -98,6 +127,17 @@ start_server() {
         sleep 0.1
     done
     die "$name did not listen within 60 s"
+}
+
+# Fails the run, with the exit status, if a server died (a dead server would be measured as errors).
+check_alive() {
+    local name=$1 pid status=0
+    pid=$(cat "$WORK/$name.pid")
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" || status=$?
+        tail -n 20 "$WORK/$name.stderr" >&2
+        die "$name (pid $pid) died during the run with exit status $status"
+    fi
 }
 
 stop_server() {
@@ -163,26 +203,80 @@ end
 EOF
 }
 
+# CPU accounting in clock ticks, so that every wrk run also says how much CPU the server, wrk and
+# everything else on the machine used during it (the machine is shared: see docs/performance.md).
+HZ=$(getconf CLK_TCK)
+proc_ticks() {   # utime + stime of one process, all threads
+    local stat f
+    # A server that died reads as 0 here; check_alive then says what happened.
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    read -r -a f <<< "${stat##*) }"
+    echo $(( f[11] + f[12] ))
+}
+children_ticks() {   # cutime + cstime of this shell: every child it has waited for
+    local stat f
+    stat=$(< "/proc/$$/stat")
+    read -r -a f <<< "${stat##*) }"
+    echo $(( f[13] + f[14] ))
+}
+machine_ticks() {   # user + nice + system + irq + softirq of the whole machine
+    local a
+    read -r -a a < <(grep '^cpu ' /proc/stat)
+    echo $(( a[1] + a[2] + a[3] + a[6] + a[7] ))
+}
+# Adds the CPU figures to the summary line of a wrk output file.
+annotate_cpu() {
+    local file=$1 server=$2 client=$3 machine=$4
+    awk -v s="$server" -v c="$client" -v m="$machine" -v hz="$HZ" '
+        /^\{/ && !done {
+            o = m - s - c; if (o < 0) o = 0
+            sub(/\}$/, sprintf(",\"server_cpu_s\":%.2f,\"client_cpu_s\":%.2f,\"other_cpu_s\":%.2f}", s / hz, c / hz, o / hz))
+            done = 1
+        }
+        { print }' "$file" > "$file.tmp"
+    mv "$file.tmp" "$file"
+}
+
 # wrk: a warmup run whose output is discarded, then the measured run.
 wrk_run() {
     local name=$1 method=$2 addr=$3
+    local server=${name%-*} pid s0 c0 m0 s1 c1 m1
+    pid=$(cat "$WORK/$server.pid")
     write_lua "$name" "$method"
     local url="http://$addr"
+    wait_quiet
     log "wrk $name: ${WARMUP}s warmup, ${DURATION}s measured"
     run timeout $((WARMUP + 30)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 10s \
         -s "$OUT/$name.lua" "$url" > /dev/null
+    s0=$(proc_ticks "$pid"); c0=$(children_ticks); m0=$(machine_ticks)
     run timeout $((DURATION + 30)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s \
-        --latency -s "$OUT/$name.lua" "$url" | tee "$OUT/wrk-$name.txt"
+        --latency -s "$OUT/$name.lua" "$url" > "$OUT/wrk-$name.txt"
+    s1=$(proc_ticks "$pid"); c1=$(children_ticks); m1=$(machine_ticks)
+    annotate_cpu "$OUT/wrk-$name.txt" $((s1 - s0)) $((c1 - c0)) $((m1 - m0))
+    cat "$OUT/wrk-$name.txt"
+    check_alive "$server"
 }
 
 # tessera-bench load: warmup and measurement in one run.
 gen_run() {
     local name=$1 workload=$2 addr=$3
+    wait_quiet
     log "tessera-bench load $name: ${WARMUP}s warmup, ${DURATION}s measured"
     run timeout $((WARMUP + DURATION + 60)) "$BENCH" load --target "http://$addr" --table "$TABLE" \
         --workload "$workload" --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" \
         --keys "$KEYS" --value-size "$VALUE_SIZE" --seed "$SEED" --name "$name" \
         | tee "$OUT/gen-$name.txt"
+    check_alive "${name%-*}"
+}
+
+# Writes every key once, untimed by the report (its summary is kept in preload-NAME.txt).
+preload() {
+    local name=$1 addr=$2; shift 2
+    log "preloading $KEYS keys into $name"
+    run timeout 600 "$BENCH" load --target "http://$addr" --table "$TABLE" "$@" --preload \
+        --duration 0 --keys "$KEYS" --value-size "$VALUE_SIZE" --connections "$CONNECTIONS" --seed "$SEED" \
+        | tee "$OUT/preload-$name.txt"
+    check_alive "$name"
 }
 
 # perf: samples the node's stacks during a separate wrk run (sampling slows the node, so these runs
@@ -206,6 +300,7 @@ profile_run() {
         2>/dev/null | grep -v '^$' > "$OUT/perf-$name-children.txt" || true
 }
 
+: > "$OUT/commands.txt"
 if [ "$SKIP_BUILD" != 1 ]; then
     log "building release binaries into $CARGO_TARGET_DIR"
     (cd "$ROOT" && run cargo build --release --bin tessera --bin tessera-bench)
@@ -218,9 +313,9 @@ fi
     echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
     echo "settings: duration ${DURATION}s, warmup ${WARMUP}s, $CONNECTIONS connections, wrk -t$WRK_THREADS, $KEYS keys, ${VALUE_SIZE}-byte values, storage $STORAGE_OPS ops x $STORAGE_THREADS threads, seed $SEED"
+    echo "CPU busy with other work just before the run: $(cpu_busy)%"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
-: > "$OUT/commands.txt"
 
 log "storage ceiling"
 run timeout 900 "$BENCH" storage --dir "$WORK/storage" --ops "$STORAGE_OPS" --value-size "$VALUE_SIZE" \
@@ -236,14 +331,30 @@ gen_run ceiling-put put "$CEILING"
 gen_run ceiling-get get "$CEILING"
 stop_server ceiling
 
+if [ "$LAYERS" = 1 ]; then
+    for layer in blocking capped inline; do
+        case $layer in
+            blocking) options=(--dispatch spawn-blocking) ;;
+            capped) options=(--dispatch spawn-blocking --max-blocking-threads "$(nproc)") ;;
+            inline) options=(--dispatch inline) ;;
+        esac
+        log "layer $layer: storage calls only, ${options[*]}"
+        start_server "$layer" "$BENCH" http-ceiling --listen "$LAYER_HOST:0" --storage "$WORK/$layer" \
+            "${options[@]}"
+        LAYER=$ADDR
+        preload "$layer" "$LAYER"
+        wrk_run "$layer-put" PUT "$LAYER"
+        wrk_run "$layer-get" GET "$LAYER"
+        stop_server "$layer"
+        rm -rf "${WORK:?}/$layer"
+    done
+fi
+
 log "node"
-RUST_LOG=warn start_server node "$TESSERA" serve --node-id bench --listen "$NODE_HOST:0" \
+start_server node env RUST_LOG=warn "$TESSERA" serve --node-id bench --listen "$NODE_HOST:0" \
     --data-dir "$WORK/node"
 NODE=$ADDR
-log "creating table $TABLE (replication 1) and preloading $KEYS keys"
-run timeout 600 "$BENCH" load --target "http://$NODE" --table "$TABLE" --create-table 1 --preload \
-    --duration 0 --keys "$KEYS" --value-size "$VALUE_SIZE" --connections "$CONNECTIONS" --seed "$SEED" \
-    | tee "$OUT/preload.txt"
+preload node "$NODE" --create-table 1
 wrk_run node-put PUT "$NODE"
 wrk_run node-get GET "$NODE"
 gen_run node-put put "$NODE"
@@ -255,6 +366,8 @@ if [ "$PROFILE" = 1 ]; then
 fi
 stop_server node
 grep -iE 'warn|error' "$WORK/node.stderr" | head -n 20 > "$OUT/node-warnings.txt" || true
+
+echo "CPU busy with other work just after the run: $(cpu_busy)%" >> "$OUT/machine.txt"
 
 "$BENCH" report "$OUT/storage.txt" "$OUT"/wrk-*.txt "$OUT"/gen-*.txt > "$OUT/report.md"
 {

@@ -3,10 +3,10 @@
 //! See `docs/performance.md` for what each subcommand measures and `scripts/bench-node.sh` for
 //! how they are put together.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tessera_bench::ceiling::CeilingArgs;
 use tessera_bench::load::LoadArgs;
 use tessera_bench::report::ReportArgs;
 use tessera_bench::storage::StorageArgs;
@@ -32,12 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the node's cell routes with handlers that do nothing: the request-layer ceiling.
-    HttpCeiling {
-        /// Address to listen on; port 0 picks a free port (printed as `listening on http://ADDR`).
-        #[arg(long, default_value = "127.0.0.12:7000")]
-        listen: SocketAddr,
-    },
+    /// Serve the node's cell routes with handlers that do nothing (the request-layer ceiling), or
+    /// with `--storage` only the node's storage calls.
+    HttpCeiling(CeilingArgs),
     /// Raw RocksDB puts and gets, and the versioned cell path: the storage ceiling.
     Storage(StorageArgs),
     /// Closed-loop HTTP load against one or more nodes.
@@ -46,11 +43,17 @@ enum Command {
     Report(ReportArgs),
 }
 
-fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, BenchError> {
+fn runtime(
+    threads: Option<usize>,
+    max_blocking_threads: Option<usize>,
+) -> Result<tokio::runtime::Runtime, BenchError> {
     // The node's runtime: multi-thread, every driver enabled, one worker per core by default.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = threads {
         builder.worker_threads(threads.max(1));
+    }
+    if let Some(max) = max_blocking_threads {
+        builder.max_blocking_threads(max.max(1));
     }
     builder
         .enable_all()
@@ -63,11 +66,10 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, BenchError
 
 fn run(cli: Cli) -> Result<(), BenchError> {
     match cli.command {
-        Command::HttpCeiling { listen } => {
-            runtime(None)?.block_on(tessera_bench::ceiling::serve(listen, shutdown_signal()))
-        }
+        Command::HttpCeiling(args) => runtime(None, args.max_blocking_threads)?
+            .block_on(tessera_bench::ceiling::serve(&args, shutdown_signal())),
         Command::Storage(args) => tessera_bench::storage::run(&args).map(drop),
-        Command::Load(args) => runtime(args.threads)?
+        Command::Load(args) => runtime(args.threads, None)?
             .block_on(tessera_bench::load::run(&args))
             .map(drop),
         Command::Report(args) => {

@@ -5,7 +5,11 @@
 //! - `node-get`, `node-put`: the node under load;
 //! - `ceiling-get`, `ceiling-put`: the empty-handler server under the same load;
 //! - `engine-get`, `engine-put`, `cell-read`, `cell-overwrite` (and the rest of the storage
-//!   phases): the storage ceiling.
+//!   phases): the storage ceiling;
+//! - `blocking-*`, `capped-*`, `inline-*` (`get`, `put`): the ceiling server doing only the node's
+//!   storage calls (`http-ceiling --storage`): on `spawn_blocking` with tokio's default pool, on
+//!   `spawn_blocking` with the pool capped at one thread per core, or inline. They split the gap
+//!   between ceiling and node into layers.
 //!
 //! Node and request ceiling are compared only when the same tool measured both.
 
@@ -195,6 +199,10 @@ pub fn render(summaries: &[Summary], targets: Targets) -> String {
         }
     }
 
+    let ops_pairs = ops_names.map(|(label, op, _)| (label, op));
+    layers(&mut out, summaries, &tools, ops_pairs);
+    cpu(&mut out, summaries, &tools, ops_pairs);
+
     let _ = writeln!(out, "\n#### Every measurement\n");
     let _ = writeln!(
         out,
@@ -220,6 +228,97 @@ pub fn render(summaries: &[Summary], targets: Targets) -> String {
     out
 }
 
+/// The layer table: empty handler, plus storage calls (blocking pool, inline), and the node, each
+/// as a share of the empty handler's throughput. Written only when a layer was measured.
+fn layers(out: &mut String, summaries: &[Summary], tools: &[&str], ops_names: [(&str, &str); 2]) {
+    let layered = summaries.iter().any(|s| {
+        ["blocking-", "capped-", "inline-"]
+            .iter()
+            .any(|p| s.name.starts_with(p))
+    });
+    if !layered {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n#### Layers: the ceiling server plus only the node's storage calls\n"
+    );
+    let _ = writeln!(
+        out,
+        "| op | load from | empty handler | + storage calls on `spawn_blocking` | + the same, pool capped at one thread per core | + storage calls inline | node |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for tool in tools {
+        for (label, op) in ops_names {
+            let Some(ceiling) = find(summaries, &format!("ceiling-{op}"), Some(tool)) else {
+                continue;
+            };
+            let cell = |name: String| match find(summaries, &name, Some(tool)) {
+                Some(s) => format!(
+                    "{} ({}), p99 {}",
+                    ops(s),
+                    ratio(s.ops_per_sec, ceiling.ops_per_sec).map_or("-".to_owned(), percent),
+                    latency(s.p99_us)
+                ),
+                None => "-".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {label} | {tool} | {} | {} | {} | {} | {} |",
+                cell(format!("ceiling-{op}")),
+                cell(format!("blocking-{op}")),
+                cell(format!("capped-{op}")),
+                cell(format!("inline-{op}")),
+                cell(format!("node-{op}")),
+            );
+        }
+    }
+}
+
+fn cpu_text(seconds: Option<f64>) -> String {
+    seconds.map_or("-".to_owned(), |s| format!("{s:.1} s"))
+}
+
+/// The CPU table: server CPU per operation, for every run where the harness measured it.
+fn cpu(out: &mut String, summaries: &[Summary], tools: &[&str], ops_names: [(&str, &str); 2]) {
+    if !summaries.iter().any(|s| s.server_cpu_s.is_some()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n#### Server CPU per request (robust to neighbours; ceiling ÷ node is the throughput ratio a CPU-bound server would reach)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| op | load from | server | server CPU µs/op | ceiling ÷ this | server CPU | load generator CPU | other processes' CPU |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|");
+    for tool in tools {
+        for (label, op) in ops_names {
+            let ceiling = find(summaries, &format!("ceiling-{op}"), Some(tool))
+                .and_then(Summary::server_cpu_us_per_op);
+            for server in ["ceiling", "blocking", "capped", "inline", "node"] {
+                let Some(s) = find(summaries, &format!("{server}-{op}"), Some(tool)) else {
+                    continue;
+                };
+                let Some(per_op) = s.server_cpu_us_per_op() else {
+                    continue;
+                };
+                let share = ceiling
+                    .and_then(|c| ratio(c, per_op))
+                    .map_or("-".to_owned(), percent);
+                let _ = writeln!(
+                    out,
+                    "| {label} | {tool} | {server} | {per_op:.1} | {share} | {} | {} | {} |",
+                    cpu_text(s.server_cpu_s),
+                    cpu_text(s.client_cpu_s),
+                    cpu_text(s.other_cpu_s),
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +339,9 @@ mod tests {
             max_us: p99_us * 3.0,
             errors: BTreeMap::new(),
             siblings: 0,
+            server_cpu_s: None,
+            client_cpu_s: None,
+            other_cpu_s: None,
         }
     }
 
@@ -283,6 +385,50 @@ mod tests {
         assert!(
             report.contains("| ceiling-get | tessera-bench | 64 | 15.0 | 10,000 |"),
             "{report}"
+        );
+    }
+
+    #[test]
+    fn layers_are_shares_of_the_empty_handler() {
+        let summaries = vec![
+            summary("ceiling-get", "wrk", 40_000.0, 3_000.0),
+            summary("blocking-get", "wrk", 20_000.0, 4_000.0),
+            summary("inline-get", "wrk", 30_000.0, 3_000.0),
+            summary("node-get", "wrk", 10_000.0, 6_000.0),
+        ];
+        let report = render(&summaries, TARGETS);
+        assert!(
+            report.contains("| GET | wrk | 40,000 (100%), p99 3.00 ms | 20,000 (50%), p99 4.00 ms | - | 30,000 (75%), p99 3.00 ms | 10,000 (25%), p99 6.00 ms |"),
+            "{report}"
+        );
+        let without = render(&summaries[..1], TARGETS);
+        assert!(!without.contains("Layers"), "{without}");
+    }
+
+    #[test]
+    fn cpu_per_request_is_compared_with_the_ceiling() {
+        let with_cpu = |name: &str, ops_per_sec: f64, cpu: f64| Summary {
+            server_cpu_s: Some(cpu),
+            client_cpu_s: Some(10.0),
+            other_cpu_s: Some(0.5),
+            ..summary(name, "wrk", ops_per_sec, 1_000.0)
+        };
+        // 600,000 ops in 15 s on 12 s of CPU: 20 µs/op; the node, 150,000 ops on 15 s: 100 µs/op.
+        let summaries = vec![
+            with_cpu("ceiling-get", 40_000.0, 12.0),
+            with_cpu("node-get", 10_000.0, 15.0),
+        ];
+        let report = render(&summaries, TARGETS);
+        assert!(
+            report.contains("| GET | wrk | ceiling | 20.0 | 100% | 12.0 s | 10.0 s | 0.5 s |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| GET | wrk | node | 100.0 | 20% | 15.0 s | 10.0 s | 0.5 s |"),
+            "{report}"
+        );
+        assert!(
+            !render(&[summary("node-get", "wrk", 1.0, 1.0)], TARGETS).contains("CPU per request")
         );
     }
 

@@ -75,6 +75,17 @@ pub struct Summary {
     /// Successful answers that reported more than one version of the cell (siblings).
     #[serde(default)]
     pub siblings: u64,
+    /// CPU seconds the server process used during the measured window, when the harness
+    /// measured it (`scripts/bench-node.sh` does for wrk runs). Unlike throughput, CPU per
+    /// operation hardly moves when neighbours compete for the machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
+    /// CPU seconds the load generator used during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_s: Option<f64>,
+    /// CPU seconds every other process on the machine used during the window: the noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cpu_s: Option<f64>,
 }
 
 /// Everything needed to build a [`Summary`] except the latencies.
@@ -128,7 +139,16 @@ impl Summary {
             max_us: if empty { 0.0 } else { us(histogram.max()) },
             errors,
             siblings,
+            server_cpu_s: None,
+            client_cpu_s: None,
+            other_cpu_s: None,
         }
+    }
+
+    /// Server CPU per successful operation, µs, when measured.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        let cpu = self.server_cpu_s?;
+        (self.ops > 0).then(|| cpu * 1e6 / self.ops as f64)
     }
 
     /// Total failures of every kind.
@@ -271,6 +291,15 @@ mod tests {
         assert!(line.starts_with('{'));
         let back: Summary = serde_json::from_str(&line).unwrap();
         assert_eq!(back, summary);
+    }
+
+    #[test]
+    fn cpu_per_operation_needs_a_measurement() {
+        let mut summary = sample();
+        assert_eq!(summary.server_cpu_us_per_op(), None);
+        assert!(!summary.json_line().contains("cpu"));
+        summary.server_cpu_s = Some(0.05);
+        assert_eq!(summary.server_cpu_us_per_op(), Some(50.0));
     }
 
     #[test]

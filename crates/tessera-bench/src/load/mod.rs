@@ -10,8 +10,12 @@
 //! the percentiles describe the requests that were sent, not a fixed arrival rate.
 //!
 //! The cluster workloads (YCSB-A-like and write-only, `--distribution zipfian`, `--consistency
-//! one|quorum`, several `--target`s) are this same command with other flags.
+//! one|quorum`, several `--target`s) are this same command with other flags. `--protocol etcd`
+//! drives an etcd cluster through its JSON gateway instead, with the same keys, values, seed and
+//! connections, so that `scripts/bench-cluster.sh` can put the two side by side.
 
+pub mod etcd;
+mod request;
 mod target;
 mod worker;
 pub mod workload;
@@ -28,6 +32,7 @@ use hyper::{Method, Request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use request::{Protocol, Requests};
 pub use target::{Connection, Target};
 pub use worker::{Failure, Shared, Stats, Worker};
 pub use workload::{Distribution, Op, OpChooser, Paths, Workload};
@@ -93,6 +98,10 @@ pub struct LoadArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The API of the targets: Tessera's, or etcd 3.4's JSON gateway (`http://HOST:2379`; keys
+    /// `k{n}`, no table, no consistency level: etcd writes through raft and reads linearizably).
+    #[arg(long, value_enum, default_value_t = Protocol::Tessera)]
+    pub protocol: Protocol,
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, BenchError> {
@@ -141,20 +150,42 @@ pub async fn run(args: &LoadArgs) -> Result<Vec<Summary>, BenchError> {
             "0 measures nothing without --preload",
         ));
     }
+    if args.protocol == Protocol::Etcd {
+        if let Some(level) = &args.consistency {
+            return Err(invalid(
+                "consistency",
+                level,
+                "etcd has one level (linearizable); leave --consistency out with --protocol etcd",
+            ));
+        }
+        if let Some(replication) = args.create_table {
+            return Err(invalid(
+                "create-table",
+                replication,
+                "etcd has no tables; leave --create-table out with --protocol etcd",
+            ));
+        }
+    }
     let mut targets = Vec::with_capacity(args.target.len());
     for url in &args.target {
         targets.push(Target::resolve(url).await?);
     }
-    let paths = Paths::new(&args.table, &args.column, args.consistency.as_deref())?;
+    let value = value_bytes(args.value_size, args.seed);
+    let requests = match args.protocol {
+        Protocol::Tessera => Requests::Tessera {
+            paths: Paths::new(&args.table, &args.column, args.consistency.as_deref())?,
+            value,
+        },
+        Protocol::Etcd => Requests::Etcd(etcd::EtcdBodies::new(&value)),
+    };
     let chooser = OpChooser::new(args.workload, args.distribution, args.keys)?;
     if let Some(replication) = args.create_table {
         create_table(&targets[0], &args.table, replication).await?;
     }
     let shared = Arc::new(Shared {
         targets,
-        paths,
+        requests,
         chooser,
-        value: value_bytes(args.value_size, args.seed),
         timeout,
     });
     let connections = args.connections;
@@ -342,6 +373,7 @@ mod tests {
             timeout: 5.0,
             name: None,
             threads: None,
+            protocol: Protocol::Tessera,
         }
     }
 
@@ -389,6 +421,61 @@ mod tests {
         assert!(run(&bad).await.is_err());
         let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
         bad.duration = -1.0;
+        assert!(run(&bad).await.is_err());
+    }
+
+    /// A stand-in for etcd's gateway: answers 200 to the two JSON routes and records the keys.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drives_an_etcd_gateway() {
+        use axum::routing::post;
+        use std::sync::Mutex;
+        let seen: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+        let record = |route: &'static str, seen: Arc<Mutex<Vec<(String, serde_json::Value)>>>| {
+            post(move |body: Bytes| async move {
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                seen.lock().unwrap().push((route.to_owned(), json));
+                "{}"
+            })
+        };
+        let router = axum::Router::new()
+            .route(etcd::PUT_PATH, record("put", seen.clone()))
+            .route(etcd::RANGE_PATH, record("range", seen.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let mut args = args(format!("http://{addr}"), Workload::YcsbA);
+        args.protocol = Protocol::Etcd;
+        let summaries = run(&args).await.unwrap();
+        assert_eq!(summaries[0].ops, 50);
+        assert!(summaries[1].ops > 0);
+        assert!(
+            summaries.iter().all(|s| s.errors.is_empty()),
+            "{summaries:?}"
+        );
+        let seen = seen.lock().unwrap();
+        // The preload wrote k0..k49 with the run's value.
+        let value = etcd::base64(&value_bytes(100, 7));
+        for n in 0..50 {
+            let key = etcd::base64(format!("k{n}").as_bytes());
+            assert!(
+                seen.iter().any(|(route, json)| route == "put"
+                    && json["key"] == key.as_str()
+                    && json["value"] == value.as_str()),
+                "k{n} was not preloaded"
+            );
+        }
+        assert!(seen.iter().any(|(route, _)| route == "range"));
+    }
+
+    #[tokio::test]
+    async fn etcd_refuses_tessera_only_flags() {
+        let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
+        bad.protocol = Protocol::Etcd;
+        bad.consistency = Some("quorum".to_owned());
+        assert!(run(&bad).await.is_err());
+        let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
+        bad.protocol = Protocol::Etcd;
+        bad.create_table = Some(3);
         assert!(run(&bad).await.is_err());
     }
 

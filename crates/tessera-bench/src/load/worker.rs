@@ -11,16 +11,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::header::HOST;
-use hyper::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::StatusCode;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::request::Requests;
 use super::target::{Connection, Target};
-use super::workload::{Op, OpChooser, Paths};
+use super::workload::{Op, OpChooser};
 use crate::summary;
 
 /// Pause after a failed connect, so that a dead node costs a counter, not a busy loop.
@@ -31,12 +30,10 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 pub struct Shared {
     /// Nodes, used round-robin by each worker.
     pub targets: Vec<Target>,
-    /// Request paths.
-    pub paths: Paths,
+    /// Builds each request (Tessera's API or etcd's).
+    pub requests: Requests,
     /// The operation mix.
     pub chooser: OpChooser,
-    /// The value every write sends (shared, so a write copies no bytes).
-    pub value: Bytes,
     /// Longest wait for one answer before the connection is dropped.
     pub timeout: Duration,
 }
@@ -174,15 +171,9 @@ impl Worker {
                 }
             },
         };
-        let (method, key, body) = match op {
-            Op::Read(key) => (Method::GET, key, Bytes::new()),
-            Op::Write(key) => (Method::PUT, key, shared.value.clone()),
-        };
-        let request = Request::builder()
-            .method(method)
-            .uri(shared.paths.cell(key))
-            .header(HOST, target.host.clone())
-            .body(Full::new(body))
+        let request = shared
+            .requests
+            .build(op, &target.host)
             .map_err(|_| Failure::Io)?;
         let exchange = async {
             let response = connection.ready().await?.send_request(request).await?;
