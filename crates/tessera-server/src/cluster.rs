@@ -82,7 +82,11 @@ impl ClusterState {
             store.clone(),
             transport.clone(),
             membership.clone(),
-            HandoffConfig::default(),
+            HandoffConfig {
+                hint_window: Duration::from_secs(config.hints.window_secs),
+                max_hints_per_second: config.hints.delivery_per_second,
+                ..HandoffConfig::default()
+            },
         ));
         let replica = Arc::new(Replica::new(node_id, store, StorageRunner::Blocking));
         replica.set_coordinator(&coordinator);

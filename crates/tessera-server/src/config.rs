@@ -19,6 +19,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
+    pub hints: HintsConfig,
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
 }
@@ -57,6 +58,14 @@ impl StorageConfig {
             n => n,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HintsConfig {
+    pub max_per_target: u64,
+    pub window_secs: u64,
+    pub delivery_per_second: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,6 +206,12 @@ impl Config {
                 }
                 Some(_) => {}
             }
+        }
+        if self.hints.max_per_target == 0 {
+            return Err(invalid("hints.max_per_target", &0, "must be at least 1"));
+        }
+        if self.hints.window_secs == 0 {
+            return Err(invalid("hints.window_secs", &0, "must be at least 1"));
         }
         if self.requests.timeout_ms == 0 {
             return Err(invalid("requests.timeout_ms", &0, "must be at least 1"));

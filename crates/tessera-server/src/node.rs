@@ -102,7 +102,8 @@ impl Node {
                 actor: identity.actor,
                 max_siblings: config.limits.max_siblings,
             },
-        );
+        )
+        .with_max_hints_per_target(config.hints.max_per_target);
         let store = Arc::new(store);
         let schema = Schema::load(&store)?;
         let partitions =

@@ -39,6 +39,15 @@ pub struct ServeArgs {
     /// Threads for storage calls, 0 for one per core (storage.blocking_threads).
     #[arg(long, env = "TESSERA_BLOCKING_THREADS")]
     blocking_threads: Option<usize>,
+    /// Most hints kept for one unreachable node (hints.max_per_target).
+    #[arg(long, env = "TESSERA_MAX_HINTS_PER_TARGET")]
+    max_hints_per_target: Option<u64>,
+    /// Hints older than this many seconds are dropped undelivered (hints.window_secs).
+    #[arg(long, env = "TESSERA_HINT_WINDOW_SECS")]
+    hint_window_secs: Option<u64>,
+    /// Most hints delivered per second, 0 for no limit (hints.delivery_per_second).
+    #[arg(long, env = "TESSERA_HINT_DELIVERY_PER_SECOND")]
+    hint_delivery_per_second: Option<u32>,
     /// Deadline of each data request in milliseconds (requests.timeout_ms).
     #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
@@ -72,6 +81,9 @@ impl ServeArgs {
             nodes,
             cluster_secret,
             blocking_threads,
+            max_hints_per_target,
+            hint_window_secs,
+            hint_delivery_per_second,
         } = self;
         set(&mut config.node.id, node_id);
         set(&mut config.node.listen, listen);
@@ -82,6 +94,12 @@ impl ServeArgs {
         set(&mut config.limits.sibling_warning, sibling_warning);
         set(&mut config.storage.sync_writes, sync_writes);
         set(&mut config.storage.blocking_threads, blocking_threads);
+        set(&mut config.hints.max_per_target, max_hints_per_target);
+        set(&mut config.hints.window_secs, hint_window_secs);
+        set(
+            &mut config.hints.delivery_per_second,
+            hint_delivery_per_second,
+        );
         set(&mut config.requests.timeout_ms, request_timeout_ms);
         set(&mut config.cluster.partitions, partitions);
         set(&mut config.cluster.nodes, nodes);
