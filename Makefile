@@ -2,7 +2,8 @@
 #
 #   make run    build and start a local 3-node cluster on 127.0.0.11-13:7000 (data in ./data/)
 #   make test   formatting, lints and every test
-#   make bench  single-node benchmark against its own ceilings (see docs/performance.md)
+#   make bench  benchmarks: one node against its ceilings, then 3 nodes against 3-node etcd
+#               (make bench-node, make bench-cluster for one of them; see docs/performance.md)
 #
 # `make deps` installs the system packages the build needs (Debian/Ubuntu); run and test call it.
 
@@ -13,11 +14,12 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug/tessera
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release/tessera
 
-# Debian packages: clang/libclang for RocksDB's bindings, wrk for benchmarks, iptables and
-# iproute2 for partition tests, curl for the quick start.
-DEB_PACKAGES := clang libclang-dev curl wrk iptables iproute2
+# Debian packages: clang/libclang for RocksDB's bindings, iptables and iproute2 for partition
+# tests, curl for the quick start. The benchmarks also need wrk, jq and etcd (to compare with).
+DEB_PACKAGES := clang libclang-dev curl iptables iproute2
+BENCH_PACKAGES := wrk jq etcd-server
 
-.PHONY: all deps build run test fmt-check lint unit-test bench clean-data help
+.PHONY: all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster clean-data help
 
 all: build
 
@@ -25,7 +27,16 @@ help:
 	@sed -n '1,8p' Makefile
 
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
+
+bench-deps: deps
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(BENCH_PACKAGES)"
+
+# Installs the Debian packages in PACKAGES that are missing (with sudo when not root).
+install-packages:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -33,8 +44,6 @@ deps:
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
-	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
-	@rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
 
 build: deps
 	$(CARGO) build --bin tessera
@@ -55,8 +64,13 @@ test: deps fmt-check lint
 	$(CARGO) build --bin tessera
 	TESSERA_BIN=$(BIN) $(CARGO) test --workspace
 
-bench: deps
+bench: bench-node bench-cluster
+
+bench-node: bench-deps
 	scripts/bench-node.sh
+
+bench-cluster: bench-deps
+	scripts/bench-cluster.sh
 
 clean-data:
 	rm -rf ./data

@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# Cluster benchmark: a 3-node Tessera cluster and a 3-node etcd cluster, side by side, under the
+# same closed-loop load (`tessera-bench load`): same keys, 100-byte values, zipfian seed,
+# connections, warmup and duration.
+#
+#   scripts/bench-cluster.sh
+#
+# 1. Builds the release binaries (BENCH_SKIP_BUILD=1 reuses them).
+# 2. Tessera, as `make run` starts it (node i on 127.0.0.(10+i):7000, RUST_LOG=warn, fresh data
+#    dirs): creates a table with replication 3, preloads every key, then for consistency one and
+#    quorum runs YCSB-A (50% reads, 50% updates, zipfian) and write-only (zipfian).
+# 3. Tessera again, fresh, with `--sync-writes true` (fsync the WAL before every ack, as etcd
+#    does): write-only at quorum, the apples-to-apples durability comparison.
+# 4. etcd (/usr/bin/etcd, default fsync) on 127.0.0.31-33 (client 2379, peer 2380), fresh data
+#    dirs: preload, YCSB-A and write-only. etcd has one level: raft-committed writes and
+#    linearizable reads (serializable=false, the default).
+# 5. Prints a markdown table (system, workload, level, ops/s, p50, p99, p999, errors) and the
+#    exact commands. Raw output, logs and commands are kept in $BENCH_OUT.
+#
+# Targets are given to every worker round-robin over the 3 nodes. Settings come from the
+# environment (defaults below). Every process started here is stopped on exit, and the temp dir
+# removed, even on failure or Ctrl-C. BENCH_PROFILE=1 adds an extra, unmeasured quorum write-only
+# run with `perf record -g` attached to the Tessera nodes, and writes the report to $BENCH_OUT.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}
+
+DURATION=${BENCH_DURATION:-15}          # measured seconds per run
+WARMUP=${BENCH_WARMUP:-3}               # seconds of load before each measured run
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+KEYS=${BENCH_KEYS:-100000}
+VALUE_SIZE=${BENCH_VALUE_SIZE:-100}
+SEED=${BENCH_SEED:-42}
+LEVELS=${BENCH_LEVELS:-"one quorum"}
+SECRET=${TESSERA_CLUSTER_SECRET:-tessera-local-secret}
+ETCD=${BENCH_ETCD:-/usr/bin/etcd}
+ETCD_QUOTA=${BENCH_ETCD_QUOTA:-8589934592}   # 8 GiB: the preload and runs never hit the quota
+SYNC_RUN=${BENCH_SYNC_RUN:-1}           # 0: skip step 3
+ETCD_RUN=${BENCH_ETCD_RUN:-1}           # 0: skip step 4
+PROFILE=${BENCH_PROFILE:-0}
+PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-10}
+SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
+PRELOAD_TIMEOUT=${BENCH_PRELOAD_TIMEOUT:-600}
+OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench-cluster/$(date -u +%Y%m%dT%H%M%SZ)}
+
+BIN_DIR=${BENCH_BIN_DIR:-$CARGO_TARGET_DIR/release}
+TESSERA=$BIN_DIR/tessera
+BENCH=$BIN_DIR/tessera-bench
+TABLE=bench
+
+log() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'bench-cluster: %s\n' "$*" >&2; exit 1; }
+
+for tool in timeout curl jq; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[ "$ETCD_RUN" = 0 ] || [ -x "$ETCD" ] || die "no etcd at $ETCD (Debian: apt-get install etcd-server), or BENCH_ETCD_RUN=0"
+[ "$PROFILE" = 0 ] || command -v perf >/dev/null || die "BENCH_PROFILE=1 needs perf (Debian: linux-perf)"
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tessera-bench-cluster.XXXXXX")
+PIDS=()          # every process started here, stopped on exit
+RESULTS=$OUT/results.tsv   # system <tab> level <tab> summary JSON
+COMMANDS=$OUT/commands.sh
+: >"$RESULTS"
+printf '# Commands run by scripts/bench-cluster.sh, in order.\n' >"$COMMANDS"
+
+# Stops one process: SIGTERM (graceful: Tessera closes RocksDB, etcd its bolt db), then SIGKILL
+# after 15 s.
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$WORK"
+    [ "$status" = 0 ] || printf 'bench-cluster: failed (exit %s); output so far is in %s\n' "$status" "$OUT" >&2
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops every process in PIDS (used between the systems, so that each has the machine alone).
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    PIDS=()
+}
+
+# Records a command in COMMANDS.
+record() {
+    printf '%q ' "$@" >>"$COMMANDS"
+    printf '\n' >>"$COMMANDS"
+}
+
+# Records a command, then runs it. Not for background processes: `run_logged ... &` would fork a
+# subshell, and `$!` would be the subshell, not the process to stop.
+run_logged() {
+    record "$@"
+    "$@"
+}
+
+if [ "$SKIP_BUILD" != 1 ]; then
+    log "building release binaries"
+    (cd "$ROOT" && run_logged cargo build --release --bin tessera --bin tessera-bench)
+fi
+[ -x "$TESSERA" ] || die "no tessera binary at $TESSERA"
+[ -x "$BENCH" ] || die "no tessera-bench binary at $BENCH"
+
+TESSERA_NODES="n1@127.0.0.11:7000,n2@127.0.0.12:7000,n3@127.0.0.13:7000"
+TESSERA_TARGETS="http://127.0.0.11:7000,http://127.0.0.12:7000,http://127.0.0.13:7000"
+ETCD_CLUSTER="e1=http://127.0.0.31:2380,e2=http://127.0.0.32:2380,e3=http://127.0.0.33:2380"
+ETCD_TARGETS="http://127.0.0.31:2379,http://127.0.0.32:2379,http://127.0.0.33:2379"
+NODE_PIDS=()     # the nodes of the system under test, for profiling
+
+# Fails if something already listens where a cluster is about to start (a `make run` left up).
+check_free() {
+    local addr
+    for addr in "$@"; do
+        if curl -s -o /dev/null --max-time 1 "http://$addr/"; then
+            die "something already answers on $addr; stop it first (a 'make run' cluster?)"
+        fi
+    done
+}
+
+# start_tessera NAME [extra serve flags...]: a fresh 3-node cluster, as scripts/run-local.sh starts it.
+start_tessera() {
+    local name=$1
+    shift
+    check_free 127.0.0.11:7000 127.0.0.12:7000 127.0.0.13:7000
+    local dir=$WORK/$name i
+    mkdir -p "$dir"
+    NODE_PIDS=()
+    for i in 1 2 3; do
+        local serve=(env RUST_LOG=warn "$TESSERA" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000"
+            --data-dir "$dir/n$i" --nodes "$TESSERA_NODES" --cluster-secret "$SECRET" "$@")
+        record "${serve[@]}"
+        "${serve[@]}" >"$OUT/$name-n$i.out" 2>"$OUT/$name-n$i.log" &
+        PIDS+=($!)
+        NODE_PIDS+=($!)
+    done
+    for i in 1 2 3; do
+        local pid=${NODE_PIDS[$((i - 1))]} up=0
+        for _ in $(seq 1 300); do
+            if grep -q "tessera listening" "$OUT/$name-n$i.out" 2>/dev/null; then up=1; break; fi
+            kill -0 "$pid" 2>/dev/null || { tail -5 "$OUT/$name-n$i.log" >&2; die "tessera n$i exited; see $OUT/$name-n$i.log"; }
+            sleep 0.1
+        done
+        [ "$up" = 1 ] || die "tessera n$i did not start within 30 s; see $OUT/$name-n$i.log"
+    done
+}
+
+start_etcd() {
+    check_free 127.0.0.31:2379 127.0.0.32:2379 127.0.0.33:2379
+    local dir=$WORK/etcd i
+    mkdir -p "$dir"
+    NODE_PIDS=()
+    for i in 1 2 3; do
+        local ip=127.0.0.$((30 + i))
+        local member=("$ETCD" --name "e$i" --data-dir "$dir/e$i"
+            --listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379"
+            --listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380"
+            --initial-cluster "$ETCD_CLUSTER" --initial-cluster-state new
+            --initial-cluster-token tessera-bench --quota-backend-bytes "$ETCD_QUOTA"
+            --logger zap --log-level warn)
+        record "${member[@]}"
+        "${member[@]}" >"$OUT/etcd-e$i.out" 2>"$OUT/etcd-e$i.log" &
+        PIDS+=($!)
+        NODE_PIDS+=($!)
+    done
+    for i in 1 2 3; do
+        local ip=127.0.0.$((30 + i)) pid=${NODE_PIDS[$((i - 1))]} up=0
+        for _ in $(seq 1 300); do
+            if curl -s --max-time 1 "http://$ip:2379/health" | grep -q '"health":"true"'; then up=1; break; fi
+            kill -0 "$pid" 2>/dev/null || { tail -5 "$OUT/etcd-e$i.log" >&2; die "etcd e$i exited; see $OUT/etcd-e$i.log"; }
+            sleep 0.1
+        done
+        [ "$up" = 1 ] || die "etcd e$i was not healthy within 30 s; see $OUT/etcd-e$i.log"
+    done
+}
+
+COMMON=(--connections "$CONNECTIONS" --keys "$KEYS" --value-size "$VALUE_SIZE" --seed "$SEED"
+    --distribution zipfian)
+
+# bench SYSTEM LEVEL NAME [load flags...]: one measured run; its summary goes to RESULTS.
+bench() {
+    local system=$1 level=$2 name=$3
+    shift 3
+    log "$system $name ($level): ${WARMUP}s warmup + ${DURATION}s"
+    run_logged timeout $((DURATION + WARMUP + 60)) "$BENCH" load "${COMMON[@]}" \
+        --duration "$DURATION" --warmup "$WARMUP" --name "$name" "$@" \
+        | tee "$OUT/$system-$name-$level.txt" >&2
+    local json
+    json=$(grep '^{' "$OUT/$system-$name-$level.txt" | tail -1)
+    [ -n "$json" ] || die "no summary from $system $name $level"
+    printf '%s\t%s\t%s\n' "$system" "$level" "$json" >>"$RESULTS"
+}
+
+# preload SYSTEM [load flags...]: writes every key once, before the measured runs.
+preload() {
+    local system=$1
+    shift
+    log "$system: preloading $KEYS keys"
+    run_logged timeout "$PRELOAD_TIMEOUT" "$BENCH" load "${COMMON[@]}" --preload --duration 0 "$@" \
+        | tee "$OUT/$system-preload.txt" >&2
+}
+
+# profile_run: an extra quorum write-only run, with perf attached to every node; not measured.
+profile_run() {
+    log "profiling: perf record -g on the Tessera nodes during quorum write-only"
+    local pids
+    pids=$(IFS=,; echo "${NODE_PIDS[*]}")
+    timeout $((DURATION + WARMUP + 60)) "$BENCH" load "${COMMON[@]}" --target "$TESSERA_TARGETS" \
+        --table "$TABLE" --workload write-only --consistency quorum --duration "$DURATION" \
+        --warmup "$WARMUP" --name profiled >"$OUT/profile-load.txt" 2>&1 &
+    local load=$!
+    PIDS+=("$load")
+    sleep "$WARMUP"
+    run_logged timeout $((PROFILE_SECONDS + 30)) perf record -F 499 -g -o "$OUT/perf.data" \
+        -p "$pids" -- sleep "$PROFILE_SECONDS" >"$OUT/perf-record.log" 2>&1 || true
+    wait "$load" || true
+    # Flat profiles: release builds have no frame pointers, so call chains are unreliable.
+    perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -30 >"$OUT/perf-dso.txt" || true
+    perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -150 >"$OUT/perf-report.txt" || true
+    # Where the time goes, in the issue's terms, by symbol name: a rough split, but every sample
+    # lands in exactly one bucket (the first that matches, in this order).
+    perf report -i "$OUT/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null \
+        | grep -v '^#' | awk '
+            NF < 3 { next }
+            { pct = $1; sub(/%/, "", pct); line = $0 }
+            line ~ /rocksdb|rocksdb_|librocksdb|snappy|lz4|zstd|crc32c/ { b["rocksdb"] += pct; next }
+            line ~ /\[k\]/                                             { b["kernel (syscalls, TCP, scheduler)"] += pct; next }
+            line ~ /malloc|free|realloc|_int_|unlink_chunk|consolidate|tcache/ { b["allocator (glibc malloc/free)"] += pct; next }
+            line ~ /memmove|memcpy|memset|memcmp|strlen/                 { b["memcpy and friends"] += pct; next }
+            line ~ /hyper|h1::|http::|httparse|axum|tower/               { b["HTTP framing (hyper, axum)"] += pct; next }
+            line ~ /serde|postcard|json|base64/                          { b["serialization (serde, postcard, json)"] += pct; next }
+            line ~ /tokio|mio|parking_lot|futures|crossbeam/             { b["async runtime (tokio)"] += pct; next }
+            line ~ /tessera/                                             { b["other code in the tessera binary"] += pct; next }
+            { b["other"] += pct }
+            END { for (k in b) printf "%6.2f%%  %s\n", b[k], k }' \
+        | sort -rn >"$OUT/perf-buckets.txt" || true
+    log "perf reports: $OUT/perf-buckets.txt, $OUT/perf-dso.txt, $OUT/perf-report.txt"
+}
+
+# --- Tessera, default durability (WAL written, not fsynced) ---
+log "Tessera: 3 nodes on 127.0.0.11-13:7000"
+start_tessera tessera
+preload tessera --target "$TESSERA_TARGETS" --table "$TABLE" --create-table 3 --consistency quorum
+for level in $LEVELS; do
+    bench tessera "$level" ycsb-a --target "$TESSERA_TARGETS" --table "$TABLE" \
+        --workload ycsb-a --consistency "$level"
+    bench tessera "$level" write-only --target "$TESSERA_TARGETS" --table "$TABLE" \
+        --workload write-only --consistency "$level"
+done
+[ "$PROFILE" = 0 ] || profile_run
+stop_all
+
+# --- Tessera, fsync before every acknowledgement ---
+if [ "$SYNC_RUN" != 0 ]; then
+    log "Tessera with --sync-writes true"
+    start_tessera tessera-sync --sync-writes true
+    preload tessera-sync --target "$TESSERA_TARGETS" --table "$TABLE" --create-table 3 --consistency quorum
+    bench tessera-sync quorum write-only --target "$TESSERA_TARGETS" --table "$TABLE" \
+        --workload write-only --consistency quorum
+    stop_all
+fi
+
+# --- etcd ---
+if [ "$ETCD_RUN" != 0 ]; then
+    log "etcd $("$ETCD" --version | head -1): 3 members on 127.0.0.31-33"
+    start_etcd
+    preload etcd --target "$ETCD_TARGETS" --protocol etcd
+    bench etcd linearizable ycsb-a --target "$ETCD_TARGETS" --protocol etcd --workload ycsb-a
+    bench etcd linearizable write-only --target "$ETCD_TARGETS" --protocol etcd --workload write-only
+    stop_all
+fi
+
+# --- Report ---
+{
+    printf '%s connections, %s keys (zipfian, seed %s), %s-byte values, %ss warmup + %ss measured per run.\n\n' \
+        "$CONNECTIONS" "$KEYS" "$SEED" "$VALUE_SIZE" "$WARMUP" "$DURATION"
+    printf '| system | workload | level | ops/s | p50 ms | p99 ms | p999 ms | errors |\n'
+    printf '|---|---|---|---:|---:|---:|---:|---|\n'
+    while IFS=$'\t' read -r system level json; do
+        jq -r --arg system "$system" --arg level "$level" '
+            def ms: (. / 1000 * 100 | round / 100 | tostring);
+            "| \($system) | \(.name) | \($level) | \(.ops_per_sec | round) | \(.p50_us | ms) | \(.p99_us | ms) | \(.p999_us | ms) | \(if (.errors | length) == 0 then "0" else (.errors | to_entries | map("\(.key): \(.value)") | join(", ")) end) |"
+        ' <<<"$json"
+    done <"$RESULTS"
+    printf '\ntessera = sync_writes false (WAL written, not fsynced); tessera-sync = --sync-writes true;\n'
+    printf 'etcd fsyncs every raft commit (its default).\n'
+} >"$OUT/table.md"
+
+log "results"
+cat "$OUT/table.md"
+log "commands (also in $COMMANDS)"
+cat "$COMMANDS"
+printf '\nRaw output, logs and commands: %s\n' "$OUT"
