@@ -1,8 +1,12 @@
 //! A 3-node cluster of real `tessera` processes on their own loopback addresses: quorums, failures,
 //! read repair and concurrent writers through different coordinators.
 
+use std::time::Duration;
+
 use serde_json::json;
-use tessera_tests::{get_json, metric, Opts, TestCluster, Version};
+use tessera_tests::{get_json, metric, raw, Opts, TestCluster, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const T: &str = "t";
 
@@ -14,7 +18,18 @@ async fn cluster() -> TestCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_at_all_is_readable_at_one_from_every_node() {
-    let cluster = cluster().await;
+    write_at_all_read_at_one(cluster().await).await;
+}
+
+/// The same over the per-call HTTP transport, which `cluster.transport = "http"` still selects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_transport_replicates_too() {
+    let cluster = TestCluster::start_with(3, |o| o.arg("--transport").arg("http"));
+    cluster.create_table(T, json!({})).await;
+    write_at_all_read_at_one(cluster).await;
+}
+
+async fn write_at_all_read_at_one(cluster: TestCluster) {
     let r = cluster
         .client(1)
         .put(T, "k", "c", "v1", &Opts::level("all"))
@@ -277,4 +292,80 @@ async fn internal_routes_need_the_cluster_secret_and_survive_garbage() {
         .await
         .expect("health");
     assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_internal_stream_needs_the_secret_and_an_upgrade_and_survives_garbage() {
+    let cluster = TestCluster::start(1);
+    let addr = cluster.node(1).addr();
+    let secret = ("x-tessera-secret", "tessera-local-secret");
+    let upgrade = [("connection", "upgrade"), ("upgrade", "tessera-rpc/1")];
+    let no_secret = raw::request(addr, "GET", "/internal/v1/stream", &upgrade, b"").await;
+    assert_eq!(no_secret.status, 401);
+    let wrong = [("upgrade", "websocket"), ("connection", "upgrade"), secret];
+    let response = raw::request(addr, "GET", "/internal/v1/stream", &wrong, b"").await;
+    assert_eq!(response.status, 400);
+    assert_eq!(response.error_code().as_deref(), Some("invalid_upgrade"));
+
+    // An upgraded stream fed frames of garbage answers each with an error frame, and one fed a
+    // broken frame is closed; the node lives on either way.
+    for (garbage, answered) in [
+        // A well-framed request whose payload is not a message: an error answer.
+        (frame(1, 7, &[99, 1, 2]), true),
+        // A frame kind that does not exist, and a length past the limit: closed.
+        (frame(9, 1, b"x"), false),
+        ([&u32::MAX.to_be_bytes()[..], &[1u8; 9]].concat(), false),
+    ] {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "GET /internal/v1/stream HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: tessera-rpc/1\r\nx-tessera-secret: tessera-local-secret\r\nx-tessera-from: test\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.expect("upgrade");
+        conn.write_all(&garbage).await.expect("garbage");
+        let head_end = |got: &[u8]| {
+            got.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|at| at + 4)
+        };
+        let mut got = Vec::new();
+        // Read until the answer frame is in (the stream then stays open) or the node closes it.
+        let read = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+                if answered && head_end(&got).is_some_and(|end| got.len() >= end + 13) {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            read.is_ok(),
+            "the node neither answered nor closed the stream"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        let rest = &got[head_end(&got).unwrap_or(got.len())..];
+        if answered {
+            // A response frame (kind 2) for call 7.
+            assert!(rest.len() >= 13, "no answer frame: {rest:?}");
+            assert_eq!(rest[4], 2);
+            assert_eq!(u64::from_be_bytes(rest[5..13].try_into().unwrap()), 7);
+        } else {
+            assert!(rest.is_empty(), "a broken stream got an answer: {rest:?}");
+        }
+    }
+    let health = reqwest::get(cluster.node(1).url("/health"))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+}
+
+/// One stream frame: length, kind, id, payload.
+fn frame(kind: u8, id: u64, payload: &[u8]) -> Vec<u8> {
+    let len = (1 + 8 + payload.len()) as u32;
+    [&len.to_be_bytes()[..], &[kind], &id.to_be_bytes(), payload].concat()
 }

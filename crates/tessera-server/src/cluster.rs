@@ -12,20 +12,23 @@ use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
 use tessera_cluster::{
-    Coordinator, CoordinatorConfig, NodeId, Replica, StaticMembership, StorageRunner,
+    Coordinator, CoordinatorConfig, NodeId, Replica, StaticMembership, StorageRunner, Transport,
 };
 use tessera_ring::{PartitionId, PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
 
-use crate::config::{Config, Member};
+use crate::config::{Config, Member, TransportKind};
 use crate::node::{NodeError, Store};
-use crate::peer::{ClusterSecret, HttpTransport};
+use crate::peer::{ClusterSecret, HttpTransport, StreamSettings, StreamTransport};
+
+/// How a running node reaches its peers (`cluster.transport` picks the implementation).
+pub type PeerTransport = Arc<dyn Transport>;
 
 /// The coordinator of a running node.
-pub type NodeCoordinator = Coordinator<Arc<HttpTransport>, Arc<StaticMembership>, RocksEngine>;
+pub type NodeCoordinator = Coordinator<PeerTransport, Arc<StaticMembership>, RocksEngine>;
 
 /// The hint delivery of a running node.
-pub type NodeHandoff = HintDelivery<Arc<HttpTransport>, Arc<StaticMembership>, RocksEngine>;
+pub type NodeHandoff = HintDelivery<PeerTransport, Arc<StaticMembership>, RocksEngine>;
 
 /// Everything a node knows and uses about the other nodes.
 pub struct ClusterState {
@@ -33,7 +36,7 @@ pub struct ClusterState {
     pub members: Vec<Member>,
     pub ring: Ring,
     pub membership: Arc<StaticMembership>,
-    pub transport: Arc<HttpTransport>,
+    pub transport: PeerTransport,
     pub coordinator: Arc<NodeCoordinator>,
     pub replica: Arc<Replica<RocksEngine>>,
     pub handoff: Arc<NodeHandoff>,
@@ -61,10 +64,23 @@ impl ClusterState {
         let peers: HashMap<NodeId, _> = members.iter().map(|m| (m.id.clone(), m.addr)).collect();
         let secret = ClusterSecret::new(config.cluster.secret.clone());
         let source = source_ip(config.node.listen.ip());
-        let transport = HttpTransport::new(node_id.to_string(), source, secret.clone(), peers)
-            .map_err(|e| NodeError::Transport(e.to_string()))?;
+        let transport: PeerTransport = match config.cluster.transport {
+            TransportKind::Stream => Arc::new(StreamTransport::new(
+                node_id.to_string(),
+                source,
+                secret.clone(),
+                peers,
+                StreamSettings {
+                    max_message_bytes: config.limits.max_internal_message_bytes,
+                    ..StreamSettings::default()
+                },
+            )),
+            TransportKind::Http => Arc::new(
+                HttpTransport::new(node_id.to_string(), source, secret.clone(), peers)
+                    .map_err(|e| NodeError::Transport(e.to_string()))?,
+            ),
+        };
         let membership = Arc::new(StaticMembership::new(ids));
-        let transport = Arc::new(transport);
         let timeout = Duration::from_millis(config.requests.timeout_ms);
         let coordinator = Arc::new(Coordinator::new(
             node_id,

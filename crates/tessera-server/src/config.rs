@@ -81,6 +81,30 @@ pub struct ClusterConfig {
     pub nodes: Vec<String>,
     pub ring_replicas: u32,
     pub secret: String,
+    pub transport: TransportKind,
+}
+
+/// How internal requests travel between nodes (`cluster.transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// One multiplexed binary stream per peer, upgraded from HTTP/1.1 (the default).
+    #[default]
+    Stream,
+    /// One HTTP/1.1 request per call over pooled keep-alive connections.
+    Http,
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "stream" => Ok(Self::Stream),
+            "http" => Ok(Self::Http),
+            other => Err(format!("expected stream or http, got {other:?}")),
+        }
+    }
 }
 
 /// One member of a statically configured cluster.

@@ -18,6 +18,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use axum::serve::ListenerExt as _;
 use tessera_storage::Engine as _;
 
 pub use config::{Config, ConfigError};
@@ -38,6 +41,9 @@ pub enum ServeError {
     #[error("closing storage failed: {0}")]
     Close(#[from] tessera_storage::StorageError),
 }
+
+/// How long a stopping node lets internal streams finish the requests they already took.
+const STREAM_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs a node until `shutdown` completes.
 ///
@@ -63,6 +69,11 @@ pub async fn serve(
     let schema_sync = tokio::spawn(schema_sync::run(node.clone(), tasks_stopped.clone()));
     let handoff = node.cluster.handoff.clone();
     let hint_delivery = tokio::spawn(async move { handoff.run(tasks_stopped).await });
+    // Internal streams interleave small frames in both directions: Nagle's algorithm would hold
+    // each answer back until the previous one is acknowledged.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, api::router(node.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -70,6 +81,12 @@ pub async fn serve(
         node = node.id(),
         "stopped serving; stopping background tasks"
     );
+    if !node.streams.close(STREAM_GRACE).await {
+        tracing::warn!(
+            node = node.id(),
+            "internal streams still busy after the grace period"
+        );
+    }
     let _ = stop_tasks.send(true);
     let _ = schema_sync.await;
     let _ = hint_delivery.await;

@@ -19,6 +19,7 @@ use tessera_storage::{
 use crate::cluster::ClusterState;
 use crate::config::{is_valid_node_id, Config};
 use crate::metrics::Metrics;
+use crate::peer::StreamGate;
 use crate::schema::{Schema, SchemaError};
 
 /// The store type of a running node.
@@ -78,6 +79,8 @@ pub struct Node {
     pub metrics: Metrics,
     pub partitions: PartitionScheme,
     pub cluster: ClusterState,
+    /// The internal streams peers opened to this node, stopped when it stops.
+    pub streams: StreamGate,
 }
 
 impl Node {
@@ -129,6 +132,7 @@ impl Node {
             metrics: Metrics::new()?,
             partitions,
             cluster,
+            streams: StreamGate::default(),
         })
     }
 

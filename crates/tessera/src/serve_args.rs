@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Shared secret of internal requests between nodes (cluster.secret).
     #[arg(long, env = "TESSERA_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
+    /// How internal requests travel between nodes: stream or http (cluster.transport).
+    #[arg(long, env = "TESSERA_TRANSPORT")]
+    transport: Option<tessera_server::config::TransportKind>,
     /// Partitions of the token space, a power of two fixed at creation (cluster.partitions).
     #[arg(long, env = "TESSERA_PARTITIONS")]
     partitions: Option<u64>,
@@ -80,6 +83,7 @@ impl ServeArgs {
             partitions,
             nodes,
             cluster_secret,
+            transport,
             blocking_threads,
             max_hints_per_target,
             hint_window_secs,
@@ -104,6 +108,7 @@ impl ServeArgs {
         set(&mut config.cluster.partitions, partitions);
         set(&mut config.cluster.nodes, nodes);
         set(&mut config.cluster.secret, cluster_secret);
+        set(&mut config.cluster.transport, transport);
         config.validate()?;
         Ok(config)
     }

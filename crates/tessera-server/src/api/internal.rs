@@ -1,5 +1,7 @@
-//! Internal routes. `POST /internal/v1/rpc`: requests from other nodes (replication, replica reads, read repair,
-//! forwarded writes). Only callers that present the cluster secret are served.
+//! Internal routes: requests from other nodes (replication, replica reads, read repair, hints,
+//! forwarded writes), either as one `POST /internal/v1/rpc` each or over a stream opened with
+//! `GET /internal/v1/stream` (see `crate::peer`). Only callers that present the cluster secret
+//! are served.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use super::error::ApiError;
 use super::extract::{self, DataPath};
 use super::values::{self, Encoding};
 use crate::node::Node;
+use crate::peer::frame::STREAM_PROTOCOL;
 use crate::peer::{FROM_HEADER, SECRET_HEADER};
 
 /// Prefix of the replica-local read route; the rest is a `/tables/...` cell path.
@@ -103,17 +106,81 @@ pub async fn local_cell(
     .into_response())
 }
 
+/// `GET /internal/v1/stream` with `Upgrade: tessera-rpc/1`: turns this connection into an
+/// internal RPC stream from the calling node.
+pub async fn stream(
+    State(node): State<Arc<Node>>,
+    mut request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers();
+    check_secret(&node, headers)?;
+    let offered = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if offered != STREAM_PROTOCOL {
+        return Err(ApiError::bad_request(
+            "invalid_upgrade",
+            format!("this route upgrades to {STREAM_PROTOCOL}, not {offered:?}"),
+        ));
+    }
+    let from = caller(headers);
+    let on_upgrade = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_upgrade",
+                "the internal stream needs an HTTP/1.1 connection upgrade",
+            )
+        })?;
+    let Some(pass) = node.streams.enter() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "this node is stopping",
+        ));
+    };
+    let replica = node.cluster.replica.clone();
+    let max = node.config.limits.max_internal_message_bytes;
+    let local = node.id().to_owned();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                crate::peer::stream::serve_stream(io, from, replica, max, pass).await;
+            }
+            Err(error) => {
+                tracing::warn!(node = %local, peer = %from, %error, "internal stream upgrade failed")
+            }
+        }
+    });
+    Ok((
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "upgrade"),
+            (header::UPGRADE, STREAM_PROTOCOL),
+        ],
+    )
+        .into_response())
+}
+
+/// The calling node, as it names itself.
+fn caller(headers: &HeaderMap) -> String {
+    headers
+        .get(FROM_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 pub async fn rpc(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_secret(&node, &headers)?;
-    let from = headers
-        .get(FROM_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("unknown")
-        .to_string();
+    let from = caller(&headers);
     let bytes: Bytes = extract::read_body(
         body,
         &headers,

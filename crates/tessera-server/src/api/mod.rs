@@ -43,6 +43,7 @@ pub fn router(node: Arc<Node>) -> Router {
                 .delete(cells::delete_cell),
         )
         .route(crate::peer::RPC_PATH, post(internal::rpc))
+        .route(crate::peer::STREAM_PATH, get(internal::stream))
         .route(
             crate::peer::SCHEMA_PATH,
             get(internal::schema).put(internal::take_table),

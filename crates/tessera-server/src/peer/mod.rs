@@ -1,14 +1,23 @@
-//! Talking to other nodes: the HTTP transport for internal RPCs and the shared-secret check.
+//! Talking to other nodes: the transports for internal RPCs and the shared-secret check.
 //!
-//! Internal requests are `POST /internal/v1/rpc` with a binary body (the versioned postcard
-//! encoding of `tessera_cluster::messages`). HTTP/1.1 with keep-alive gives us pooled,
-//! persistent connections, back-pressure and deadlines from well-tested code; the framing costs a
-//! few hundred bytes of headers per call, which the benchmark in docs/performance.md weighs.
+//! Two transports implement `tessera_cluster::Transport`, chosen by `cluster.transport`:
+//! - `stream` (the default, [`StreamTransport`]): one persistent connection per peer, upgraded
+//!   from HTTP/1.1 on the peer's own port to multiplexed binary frames ([`stream`], [`frame`]);
+//! - `http` ([`HttpTransport`]): one `POST /internal/v1/rpc` per call over pooled keep-alive
+//!   connections, with the same binary message bodies.
+//!
+//! Both carry the versioned postcard encoding of `tessera_cluster::messages`, and both require
+//! the cluster secret. docs/performance.md measures one against the other.
 
+pub mod frame;
 pub mod secret;
+pub mod stream;
+pub mod stream_transport;
 pub mod transport;
 
 pub use secret::ClusterSecret;
+pub use stream::{StreamGate, STREAM_PATH};
+pub use stream_transport::{StreamSettings, StreamTransport};
 pub use transport::HttpTransport;
 
 /// Path of the internal RPC route.
