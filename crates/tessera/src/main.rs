@@ -13,6 +13,11 @@ use tracing_subscriber::EnvFilter;
 
 use serve_args::ServeArgs;
 
+/// Many small, short-lived allocations per request (headers, messages, futures) are where glibc
+/// malloc is slowest; mimalloc's thread-local free lists serve them without locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tessera",
