@@ -24,13 +24,7 @@ impl TestCluster {
 
     /// Like [`TestCluster::start`], with a hook to adjust each node's options.
     pub fn start_with(size: usize, adjust: impl Fn(NodeOptions) -> NodeOptions) -> TestCluster {
-        let n = NEXT_SUBNET.fetch_add(1, Ordering::Relaxed);
-        // Spread over 127.100-199.*.* by process and counter, so parallel test binaries differ too.
-        let x = 100 + (std::process::id() % 100);
-        let y = n % 250 + 1;
-        let addrs: Vec<String> = (1..=size)
-            .map(|i| format!("127.{x}.{y}.{}:7000", 10 + i))
-            .collect();
+        let addrs = addresses(size);
         let members: Vec<String> = addrs
             .iter()
             .enumerate()
@@ -48,6 +42,49 @@ impl TestCluster {
             })
             .collect();
         TestCluster { nodes }
+    }
+
+    /// Starts `size` nodes that know only the first: node 1 starts a cluster of its own, and the
+    /// others join it with `--seed`, as `make run` does. The ring is discovered by membership.
+    pub fn start_seeded(size: usize) -> TestCluster {
+        let addrs = addresses(size);
+        let nodes = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let mut options = NodeOptions::default().node_id(&format!("n{}", i + 1));
+                options.listen = Some(addr.clone());
+                if i > 0 {
+                    options = options.arg("--seed").arg(&addrs[0]);
+                }
+                TestNode::start(options)
+            })
+            .collect();
+        TestCluster { nodes }
+    }
+
+    /// Waits (bounded) until every running node listed in `asked` sees each node of `expect`
+    /// in the given SWIM state (`"alive"`, `"dead"`, ...), and returns the last views.
+    pub async fn wait_for_states(&self, asked: &[usize], expect: &[(usize, &str)]) {
+        for &i in asked {
+            let url = self.node(i).url("/v1/cluster");
+            let what = format!("n{i} to see {expect:?}");
+            crate::wait_until(&what, || {
+                let url = url.clone();
+                async move {
+                    let Ok(response) = reqwest::get(&url).await else {
+                        return false;
+                    };
+                    let Ok(view) = response.json::<serde_json::Value>().await else {
+                        return false;
+                    };
+                    expect
+                        .iter()
+                        .all(|(j, state)| member_state(&view, &format!("n{j}")) == *state)
+                }
+            })
+            .await;
+        }
     }
 
     /// Node i (1-based, as its name n<i>).
@@ -81,4 +118,25 @@ impl TestCluster {
             .await;
         }
     }
+}
+
+/// The SWIM state that a `/v1/cluster` view gives `member`, or `"missing"`.
+pub fn member_state(view: &serde_json::Value, member: &str) -> String {
+    view["members"]
+        .as_array()
+        .and_then(|members| members.iter().find(|m| m["id"] == member))
+        .and_then(|m| m["state"].as_str())
+        .unwrap_or("missing")
+        .to_owned()
+}
+
+/// `size` addresses on a loopback /24 of their own: `127.X.Y.(10+i):7000`.
+fn addresses(size: usize) -> Vec<String> {
+    let n = NEXT_SUBNET.fetch_add(1, Ordering::Relaxed);
+    // Spread over 127.100-199.*.* by process and counter, so parallel test binaries differ too.
+    let x = 100 + (std::process::id() % 100);
+    let y = n % 250 + 1;
+    (1..=size)
+        .map(|i| format!("127.{x}.{y}.{}:7000", 10 + i))
+        .collect()
 }

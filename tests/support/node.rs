@@ -224,6 +224,24 @@ impl TestNode {
         }
     }
 
+    /// SIGSTOP: the process freezes with its sockets open, like a long GC pause.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`TestNode::pause`].
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("signal: node is not running");
+        // SAFETY: plain kill(2) on our own child's pid, not yet reaped, so not reused.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, signal);
+        }
+    }
+
     /// SIGTERM, then wait (up to the deadline) and return the exit status.
     /// Panics if the process does not exit in time (after SIGKILLing it).
     pub fn terminate(&mut self) -> ExitStatus {

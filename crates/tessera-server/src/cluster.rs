@@ -1,92 +1,142 @@
-//! This node's view of the cluster: its members, the ring over them, and the coordinator that
-//! runs every data request against the key's replicas.
+//! This node's view of the cluster: who the members are and where, the ring over them, and the
+//! coordinator that runs every data request against the key's replicas.
 //!
-//! Membership is static for now (the `cluster.nodes` list, every node alive); the coordinator
-//! only asks a `MembershipView` who is alive, so SWIM can replace it without touching the data
-//! path.
+//! - **Liveness** comes from SWIM and phi ([`Gossip`]): the coordinator only asks its
+//!   `MembershipView` who is alive.
+//! - **The ring** comes from the [`Roster`]: the static `cluster.nodes` list when one is given,
+//!   otherwise every node that membership has shown, in the order they joined.
+//! - **Addresses** live in the [`Directory`], from `cluster.nodes` and then from membership.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
-use tessera_cluster::{
-    Coordinator, CoordinatorConfig, NodeId, Replica, StaticMembership, StorageRunner, Transport,
-};
+use tessera_cluster::{Coordinator, CoordinatorConfig, NodeId, Replica, StorageRunner, Transport};
+use tessera_membership::MemberId;
 use tessera_ring::{PartitionId, PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
 
-use crate::config::{Config, Member, TransportKind};
-use crate::node::{NodeError, Store};
-use crate::peer::{ClusterSecret, HttpTransport, StreamSettings, StreamTransport};
+use crate::config::{Config, TransportKind};
+use crate::gossip::Gossip;
+use crate::node::{NodeError, NodeIdentity, Store};
+use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
+use crate::roster::Roster;
 
 /// How a running node reaches its peers (`cluster.transport` picks the implementation).
 pub type PeerTransport = Arc<dyn Transport>;
 
 /// The coordinator of a running node.
-pub type NodeCoordinator = Coordinator<PeerTransport, Arc<StaticMembership>, RocksEngine>;
+pub type NodeCoordinator = Coordinator<PeerTransport, Arc<Gossip>, RocksEngine>;
 
 /// The hint delivery of a running node.
-pub type NodeHandoff = HintDelivery<PeerTransport, Arc<StaticMembership>, RocksEngine>;
+pub type NodeHandoff = HintDelivery<PeerTransport, Arc<Gossip>, RocksEngine>;
 
 /// Everything a node knows and uses about the other nodes.
 pub struct ClusterState {
     pub secret: ClusterSecret,
-    pub members: Vec<Member>,
-    pub ring: Ring,
-    pub membership: Arc<StaticMembership>,
+    pub directory: Directory,
+    pub gossip: Arc<Gossip>,
     pub transport: PeerTransport,
     pub coordinator: Arc<NodeCoordinator>,
     pub replica: Arc<Replica<RocksEngine>>,
     pub handoff: Arc<NodeHandoff>,
+    /// True when the ring is the fixed `cluster.nodes` list.
+    static_ring: bool,
+    scheme: PartitionScheme,
+    ring_replicas: u32,
+    store: Arc<Store>,
+    roster: Mutex<Roster>,
+    ring: RwLock<Arc<Ring>>,
 }
 
 impl ClusterState {
-    /// Builds the ring from the configured members (this node alone when none are listed), and the
-    /// coordinator and replica that serve data requests over it.
+    /// Builds the roster and ring, the membership, and the coordinator and replica that serve
+    /// data requests over them.
     pub fn new(
         config: &Config,
-        node_id: &str,
+        identity: &NodeIdentity,
         scheme: PartitionScheme,
         store: Arc<Store>,
     ) -> Result<Self, NodeError> {
-        let mut members = config.cluster.members().map_err(NodeError::Config)?;
-        if members.is_empty() {
-            members.push(Member {
-                id: node_id.to_string(),
-                addr: config.node.listen,
-            });
+        let node_id = identity.node_id.as_str();
+        let members = config.cluster.members().map_err(NodeError::Config)?;
+        let static_ring = !members.is_empty();
+        let roster = if static_ring {
+            let mut roster = Roster::default();
+            for member in &members {
+                roster.add(&member.id, 0);
+            }
+            roster
+        } else {
+            let mut roster = Roster::load(&store)?;
+            if roster.add(node_id, identity.created_at_ms) {
+                roster.save(&store)?;
+            }
+            roster
+        };
+        let ring = if static_ring {
+            let ids = members.iter().map(|m| m.id.clone());
+            Ring::new(scheme, ids, config.cluster.ring_replicas)
+        } else {
+            roster.ring(scheme, config.cluster.ring_replicas)
         }
-        let ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
-        let ring = Ring::new(scheme, ids.iter().cloned(), config.cluster.ring_replicas)
-            .map_err(|e| NodeError::Ring(e.to_string()))?;
-        let peers: HashMap<NodeId, _> = members.iter().map(|m| (m.id.clone(), m.addr)).collect();
+        .map_err(|e| NodeError::Ring(e.to_string()))?;
+
+        let listen = config.node.listen;
+        let directory = Directory::new(
+            members
+                .iter()
+                .map(|m| (m.id.clone(), m.addr))
+                .chain([(node_id.to_owned(), listen)]),
+        );
+        let mut seeds = config.membership.seeds.clone();
+        seeds.extend(
+            members
+                .iter()
+                .filter(|m| m.id != node_id)
+                .map(|m| m.addr.to_string()),
+        );
+        // A restarted process must outrank its previous life: its start time does, as long as
+        // the clock does not run backwards across the restart.
+        let generation = crate::node::now_ms();
+        let gossip = Gossip::new(
+            MemberId::new(node_id, listen.to_string(), generation),
+            config.membership.swim(),
+            seeds,
+        )
+        .map_err(|e| NodeError::Membership(e.to_string()))?;
+        let gossip = Arc::new(gossip);
+
         let secret = ClusterSecret::new(config.cluster.secret.clone());
-        let source = source_ip(config.node.listen.ip());
+        let source = source_ip(listen.ip());
         let transport: PeerTransport = match config.cluster.transport {
             TransportKind::Stream => Arc::new(StreamTransport::new(
                 node_id.to_string(),
                 source,
                 secret.clone(),
-                peers,
+                directory.clone(),
                 StreamSettings {
                     max_message_bytes: config.limits.max_internal_message_bytes,
                     ..StreamSettings::default()
                 },
             )),
             TransportKind::Http => Arc::new(
-                HttpTransport::new(node_id.to_string(), source, secret.clone(), peers)
-                    .map_err(|e| NodeError::Transport(e.to_string()))?,
+                HttpTransport::new(
+                    node_id.to_string(),
+                    source,
+                    secret.clone(),
+                    directory.clone(),
+                )
+                .map_err(|e| NodeError::Transport(e.to_string()))?,
             ),
         };
-        let membership = Arc::new(StaticMembership::new(ids));
         let timeout = Duration::from_millis(config.requests.timeout_ms);
         let coordinator = Arc::new(Coordinator::new(
             node_id,
             store.clone(),
             transport.clone(),
-            membership.clone(),
+            gossip.clone(),
             CoordinatorConfig {
                 timeout,
                 forward_timeout: timeout * 2,
@@ -97,35 +147,87 @@ impl ClusterState {
             node_id,
             store.clone(),
             transport.clone(),
-            membership.clone(),
+            gossip.clone(),
             HandoffConfig {
                 hint_window: Duration::from_secs(config.hints.window_secs),
                 max_hints_per_second: config.hints.delivery_per_second,
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::new(node_id, store, StorageRunner::Blocking));
+        let replica = Arc::new(Replica::new(
+            node_id,
+            store.clone(),
+            StorageRunner::Blocking,
+        ));
         replica.set_coordinator(&coordinator);
         Ok(Self {
             secret,
-            members,
-            ring,
-            membership,
+            directory,
+            gossip,
             transport,
             coordinator,
             replica,
             handoff,
+            static_ring,
+            scheme,
+            ring_replicas: config.cluster.ring_replicas,
+            store,
+            roster: Mutex::new(roster),
+            ring: RwLock::new(Arc::new(ring)),
         })
+    }
+
+    /// The ring as of now.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the ring is the fixed `cluster.nodes` list (else: discovered by membership).
+    pub fn is_static(&self) -> bool {
+        self.static_ring
+    }
+
+    /// Adds a node membership has shown to the roster (when the ring is discovered), persists
+    /// the roster, and moves to the ring that includes it. Returns whether the node was new.
+    /// Blocking: it writes `meta`.
+    pub fn learn_node(&self, node: &str, created_at_ms: u64) -> Result<bool, NodeError> {
+        if self.static_ring {
+            return Ok(false);
+        }
+        let mut roster = self.roster.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = roster.clone();
+        if !next.add(node, created_at_ms) {
+            return Ok(false);
+        }
+        let ring = next
+            .ring(self.scheme, self.ring_replicas)
+            .map_err(|e| NodeError::Ring(e.to_string()))?;
+        next.save(&self.store)?;
+        *roster = next;
+        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+        Ok(true)
     }
 
     /// The replicas of a partition for a table of replication `n`, in preference order.
     pub fn replicas(&self, partition: PartitionId, n: u32) -> Vec<NodeId> {
-        self.ring.preference_list(partition, n as usize)
+        self.ring().preference_list(partition, n as usize)
     }
 
     /// The nodes that stand in for down replicas of a partition (sloppy quorum), in ring order.
     pub fn fallbacks(&self, partition: PartitionId, n: u32) -> Vec<NodeId> {
-        self.ring.fallbacks(partition, n as usize)
+        self.ring().fallbacks(partition, n as usize)
+    }
+
+    /// Every other node with a known address.
+    pub fn peers(&self, local: &str) -> Vec<(NodeId, SocketAddr)> {
+        self.directory
+            .all()
+            .into_iter()
+            .filter(|(node, _)| node != local)
+            .collect()
     }
 }
 

@@ -22,6 +22,35 @@ pub struct Config {
     pub hints: HintsConfig,
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
+    pub membership: MembershipConfig,
+}
+
+/// SWIM membership (`[membership]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipConfig {
+    /// Addresses (`ip:port`) of nodes to join through; the members of `cluster.nodes` are seeds
+    /// too.
+    pub seeds: Vec<String>,
+    /// Period between two probes of SWIM's round-robin.
+    pub probe_interval_ms: u64,
+    /// Phi at which a peer counts as likely dead, before SWIM has declared it.
+    pub phi_threshold: f64,
+}
+
+impl MembershipConfig {
+    /// The state machine's parameters: the defaults of `tessera-membership`, scaled to the probe
+    /// interval (the direct ping gets half of it, a relay's NACK 80% of that, as the defaults do).
+    pub fn swim(&self) -> tessera_membership::Config {
+        let mut config = tessera_membership::Config {
+            probe_interval_ms: self.probe_interval_ms,
+            probe_timeout_ms: self.probe_interval_ms / 2,
+            nack_timeout_ms: self.probe_interval_ms * 2 / 5,
+            ..tessera_membership::Config::default()
+        };
+        config.phi.threshold = self.phi_threshold;
+        config
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,6 +268,29 @@ impl Config {
         }
         if self.requests.timeout_ms == 0 {
             return Err(invalid("requests.timeout_ms", &0, "must be at least 1"));
+        }
+        for seed in &self.membership.seeds {
+            if seed.parse::<SocketAddr>().is_err() {
+                return Err(invalid(
+                    "membership.seeds",
+                    seed,
+                    "each seed is the ip:port of a node",
+                ));
+            }
+        }
+        self.membership.swim().validate().map_err(|e| {
+            invalid(
+                "membership.probe_interval_ms",
+                &self.membership.probe_interval_ms,
+                e.to_string(),
+            )
+        })?;
+        if !(self.membership.phi_threshold.is_finite() && self.membership.phi_threshold > 0.0) {
+            return Err(invalid(
+                "membership.phi_threshold",
+                &self.membership.phi_threshold,
+                "must be a positive number",
+            ));
         }
         tessera_ring::PartitionScheme::new(self.cluster.partitions).map_err(|e| {
             invalid(

@@ -7,9 +7,11 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod consistency;
+pub mod gossip;
 pub mod metrics;
 pub mod node;
 pub mod peer;
+pub mod roster;
 pub mod schema;
 pub mod schema_sync;
 
@@ -54,19 +56,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let addr = config.node.listen;
-    let node = Arc::new(tokio::task::block_in_place(|| Node::open(config))?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
-    tracing::info!(node = node.id(), addr = %local, "serving HTTP");
+    // Membership listens on UDP at the same address and port (port 0 resolves to the TCP one).
+    let udp = std::net::UdpSocket::bind(local)
+        .and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(socket)
+        })
+        .map_err(|source| ServeError::Bind {
+            addr: local,
+            source,
+        })?;
+    let mut config = config;
+    config.node.listen = local;
+    let node = Arc::new(tokio::task::block_in_place(|| Node::open(config))?);
+    tracing::info!(node = node.id(), addr = %local, "serving HTTP and membership (UDP)");
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "tessera listening on http://{local}")?;
         stdout.flush()?;
     }
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
-    let schema_sync = tokio::spawn(schema_sync::run(node.clone(), tasks_stopped.clone()));
+    let membership = tokio::spawn(gossip::runtime::run(
+        node.clone(),
+        udp,
+        tasks_stopped.clone(),
+    ));
     let handoff = node.cluster.handoff.clone();
     let hint_delivery = tokio::spawn(async move { handoff.run(tasks_stopped).await });
     // Internal streams interleave small frames in both directions: Nagle's algorithm would hold
@@ -88,7 +106,7 @@ pub async fn serve(
         );
     }
     let _ = stop_tasks.send(true);
-    let _ = schema_sync.await;
+    let _ = membership.await;
     let _ = hint_delivery.await;
     tracing::info!(node = node.id(), "closing storage");
     node.store.engine().flush()?;

@@ -1,4 +1,5 @@
-//! Prometheus metrics of a node: requests, latency, siblings and storage size.
+//! Prometheus metrics of a node: requests, latency, siblings, storage size, the coordinator, hints
+//! and membership.
 
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub struct Metrics {
     hints_delivered: IntCounter,
     hints_failed: IntCounter,
     hints_expired: IntCounter,
+    membership_events: IntCounterVec,
+    membership_members: IntGaugeVec,
+    membership_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -99,6 +103,30 @@ impl Metrics {
             "tessera_hints_expired_total",
             "Hints dropped undelivered after the hint window; anti-entropy must repair their data.",
         )?;
+        let membership_events = IntCounterVec::new(
+            Opts::new(
+                "tessera_membership_events_total",
+                "SWIM protocol totals of this node: probes, acks, nacks, suspicions raised, false suspicions refuted, deaths declared, stalls, datagrams and bytes sent and received.",
+            ),
+            &["event"],
+        )?;
+        let membership_members = IntGaugeVec::new(
+            Opts::new(
+                "tessera_membership_members",
+                "Other members this node knows, by SWIM state.",
+            ),
+            &["state"],
+        )?;
+        let membership_rejected = IntCounterVec::new(
+            Opts::new(
+                "tessera_membership_datagrams_rejected_total",
+                "Membership datagrams dropped unread: bad or missing HMAC tag, or undecodable.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(membership_events.clone()))?;
+        registry.register(Box::new(membership_members.clone()))?;
+        registry.register(Box::new(membership_rejected.clone()))?;
         registry.register(Box::new(hints_pending.clone()))?;
         registry.register(Box::new(hints_pending_by_target.clone()))?;
         for metric in [&hints_delivered, &hints_failed, &hints_expired] {
@@ -127,7 +155,56 @@ impl Metrics {
             hints_delivered,
             hints_failed,
             hints_expired,
+            membership_events,
+            membership_members,
+            membership_rejected,
         })
+    }
+
+    /// Brings the membership counters up to the state machine's totals, and the member gauges
+    /// to its current view.
+    pub fn record_membership(&self, swim: &tessera_membership::Swim) {
+        let c = swim.counters();
+        let events = [
+            ("probes", c.probes_sent),
+            ("expedited_probes", c.expedited_probes),
+            ("verification_probes", c.verification_probes),
+            ("acks", c.acks_received),
+            ("ping_reqs", c.ping_reqs_sent),
+            ("nacks_sent", c.nacks_sent),
+            ("nacks_received", c.nacks_received),
+            ("probe_failures", c.probe_failures),
+            ("suspicions", c.suspicions_raised),
+            ("false_suspicions_refuted", c.false_suspicions_refuted),
+            ("refutations", c.refutations),
+            ("deaths", c.deaths_declared),
+            ("stalls", c.stalls),
+            ("messages_sent", c.messages_sent),
+            ("bytes_sent", c.bytes_sent),
+            ("messages_received", c.messages_received),
+            ("bytes_received", c.bytes_received),
+            ("decode_errors", c.decode_errors),
+        ];
+        for (event, total) in events {
+            let counter = self.membership_events.with_label_values(&[event]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        for state in [
+            tessera_membership::State::Alive,
+            tessera_membership::State::Suspect,
+            tessera_membership::State::Dead,
+            tessera_membership::State::Left,
+        ] {
+            let count = swim.members().filter(|m| m.state == state).count();
+            self.membership_members
+                .with_label_values(&[crate::gossip::state_name(state)])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a membership datagram dropped before decoding.
+    pub fn membership_rejected(&self, reason: &str) {
+        self.membership_rejected.with_label_values(&[reason]).inc();
     }
 
     /// Hint gauges from the store's exact counts, and counters from the delivery task's totals.

@@ -62,6 +62,8 @@ pub enum NodeError {
     Ring(String),
     #[error("cannot set up the internal transport: {0}")]
     Transport(String),
+    #[error("cannot set up membership: {0}")]
+    Membership(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -115,10 +117,10 @@ impl Node {
                 stored: identity.partitions,
                 configured: config.cluster.partitions,
             })?;
-        let cluster = ClusterState::new(&config, &identity.node_id, partitions, store.clone())?;
+        let cluster = ClusterState::new(&config, &identity, partitions, store.clone())?;
         tracing::info!(
             node = %identity.node_id,
-            members = cluster.members.len(),
+            ring_nodes = cluster.ring().node_count(),
             actor = format_args!("{:016x}", identity.actor),
             data_dir = %data_dir.display(),
             tables = schema.list().len(),

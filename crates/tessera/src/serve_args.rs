@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// How internal requests travel between nodes: stream or http (cluster.transport).
     #[arg(long, env = "TESSERA_TRANSPORT")]
     transport: Option<tessera_server::config::TransportKind>,
+    /// Nodes to join through, as ip:port, comma-separated or repeated (membership.seeds).
+    #[arg(long = "seed", env = "TESSERA_SEEDS", value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
     /// Partitions of the token space, a power of two fixed at creation (cluster.partitions).
     #[arg(long, env = "TESSERA_PARTITIONS")]
     partitions: Option<u64>,
@@ -84,6 +87,7 @@ impl ServeArgs {
             nodes,
             cluster_secret,
             transport,
+            seeds,
             blocking_threads,
             max_hints_per_target,
             hint_window_secs,
@@ -109,6 +113,7 @@ impl ServeArgs {
         set(&mut config.cluster.nodes, nodes);
         set(&mut config.cluster.secret, cluster_secret);
         set(&mut config.cluster.transport, transport);
+        set(&mut config.membership.seeds, seeds);
         config.validate()?;
         Ok(config)
     }

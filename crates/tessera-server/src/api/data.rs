@@ -73,7 +73,7 @@ pub fn plan(
     let row = node.row_key(table.id, key);
     let replicas = node.cluster.replicas(row.partition, table.replication);
     let fallbacks = node.cluster.fallbacks(row.partition, table.replication);
-    let membership = &node.cluster.membership;
+    let membership = node.cluster.gossip.as_ref();
     let live_replicas = replicas.iter().filter(|r| membership.is_alive(r)).count() as u32;
     // A live fallback can stand in for each down replica, unless the request is strict.
     let stand_ins = match (access, strict) {
@@ -85,7 +85,7 @@ pub fn plan(
     };
     let alive = live_replicas + stand_ins;
     if required > alive {
-        let members = node.cluster.members.len();
+        let members = node.cluster.ring().node_count();
         let why = if (replicas.len() as u32) < table.replication {
             format!(
                 "the table wants {} replicas but the cluster has {members} node{}",

@@ -9,12 +9,14 @@
 //! Both carry the versioned postcard encoding of `tessera_cluster::messages`, and both require
 //! the cluster secret. docs/performance.md measures one against the other.
 
+pub mod directory;
 pub mod frame;
 pub mod secret;
 pub mod stream;
 pub mod stream_transport;
 pub mod transport;
 
+pub use directory::Directory;
 pub use secret::ClusterSecret;
 pub use stream::{StreamGate, STREAM_PATH};
 pub use stream_transport::{StreamSettings, StreamTransport};

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{FrameKind, STREAM_PROTOCOL};
 use super::stream::{write_frames, FrameReader, OutFrame, StreamError, STREAM_PATH};
-use super::{ClusterSecret, FROM_HEADER, SECRET_HEADER};
+use super::{ClusterSecret, Directory, FROM_HEADER, SECRET_HEADER};
 
 /// Frames a link queues before callers wait for its writer.
 const QUEUE_FRAMES: usize = 4096;
@@ -55,7 +55,7 @@ pub struct StreamTransport {
     source: Option<IpAddr>,
     secret: ClusterSecret,
     settings: StreamSettings,
-    peers: RwLock<HashMap<NodeId, SocketAddr>>,
+    peers: Directory,
     links: Mutex<HashMap<NodeId, Link>>,
 }
 
@@ -120,6 +120,7 @@ impl LinkState {
 /// queue's sender, so once the transport replaces or drops the link, the task ends.
 #[derive(Clone)]
 struct Link {
+    addr: SocketAddr,
     queue: mpsc::Sender<OutFrame>,
     state: Arc<LinkState>,
 }
@@ -142,7 +143,7 @@ impl StreamTransport {
         local: NodeId,
         source: Option<IpAddr>,
         secret: ClusterSecret,
-        peers: HashMap<NodeId, SocketAddr>,
+        peers: Directory,
         settings: StreamSettings,
     ) -> Self {
         Self {
@@ -150,46 +151,23 @@ impl StreamTransport {
             source,
             secret,
             settings,
-            peers: RwLock::new(peers),
+            peers,
             links: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Adds or moves a peer; a link to its old address is dropped.
-    pub fn set_peer(&self, node: NodeId, addr: SocketAddr) {
-        let moved = self
-            .peers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(node.clone(), addr)
-            .is_some_and(|old| old != addr);
-        if moved {
-            self.links
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&node);
-        }
-    }
-
-    fn address_of(&self, node: &NodeId) -> Option<SocketAddr> {
-        self.peers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(node)
-            .copied()
-    }
-
-    /// The open link to `node`, or a new one (connecting in the background: calls queue behind
-    /// the connect).
+    /// The open link to `node` at `addr`, or a new one (connecting in the background: calls
+    /// queue behind the connect). A link to an address the peer has moved from is replaced.
     fn link(&self, node: &NodeId, addr: SocketAddr) -> Link {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(link) = links.get(node) {
-            if link.state.closed_reason().is_none() {
+            if link.addr == addr && link.state.closed_reason().is_none() {
                 return link.clone();
             }
         }
         let (queue, frames) = mpsc::channel(QUEUE_FRAMES);
         let link = Link {
+            addr,
             queue,
             state: Arc::new(LinkState::default()),
         };
@@ -214,7 +192,7 @@ impl Transport for StreamTransport {
         request: Request,
     ) -> BoxFuture<'static, Result<Response, TransportError>> {
         let node = to.clone();
-        let Some(addr) = self.address_of(to) else {
+        let Some(addr) = self.peers.get(to) else {
             return Box::pin(async move {
                 Err(TransportError::Unreachable {
                     reason: format!("no address known for node {node}"),

@@ -6,22 +6,20 @@
 //! and destination. A socket that let the kernel pick its source would leave from 127.0.0.1 and
 //! slip through every partition.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tessera_cluster::messages::{decode_response, encode_request, Request, Response};
 use tessera_cluster::{BoxFuture, NodeId, Transport, TransportError};
 
-use super::{ClusterSecret, FROM_HEADER, RPC_PATH, SECRET_HEADER};
+use super::{ClusterSecret, Directory, FROM_HEADER, RPC_PATH, SECRET_HEADER};
 
 /// Sends internal requests to peers by node id.
 pub struct HttpTransport {
     client: reqwest::Client,
     local: NodeId,
     secret: ClusterSecret,
-    peers: Arc<RwLock<HashMap<NodeId, SocketAddr>>>,
+    peers: Directory,
 }
 
 impl HttpTransport {
@@ -30,7 +28,7 @@ impl HttpTransport {
         local: NodeId,
         source: Option<IpAddr>,
         secret: ClusterSecret,
-        peers: HashMap<NodeId, SocketAddr>,
+        peers: Directory,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .local_address(source)
@@ -45,24 +43,8 @@ impl HttpTransport {
             client,
             local,
             secret,
-            peers: Arc::new(RwLock::new(peers)),
+            peers,
         })
-    }
-
-    /// Adds or moves a peer (membership changes will call this).
-    pub fn set_peer(&self, node: NodeId, addr: SocketAddr) {
-        self.peers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node, addr);
-    }
-
-    fn address_of(&self, node: &NodeId) -> Option<SocketAddr> {
-        self.peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(node)
-            .copied()
     }
 }
 
@@ -73,7 +55,7 @@ impl Transport for HttpTransport {
         request: Request,
     ) -> BoxFuture<'static, Result<Response, TransportError>> {
         let node = to.clone();
-        let Some(addr) = self.address_of(to) else {
+        let Some(addr) = self.peers.get(to) else {
             return Box::pin(async move {
                 Err(TransportError::Unreachable {
                     reason: format!("no address known for node {node}"),
