@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Starts a local Tessera cluster: node i on 127.0.0.(10+i):7000, data in ./data/n<i>, logs in
-# ./data/n<i>.log. Ctrl-C (or SIGTERM) stops every node gracefully.
+# Starts a local Tessera cluster: node i on 127.0.0.(10+i):7000 (HTTP on TCP, membership on UDP),
+# data in ./data/n<i>, logs in ./data/n<i>.log. n1 starts the cluster and the others join it by
+# naming it as their seed; they find each other by gossip. Ctrl-C (or SIGTERM) stops every node
+# gracefully.
 #
 #   NODES=3 (default) scripts/run-local.sh
 set -euo pipefail
@@ -13,10 +15,7 @@ SECRET=${TESSERA_CLUSTER_SECRET:-tessera-local-secret}
 [ -x "$BIN" ] || { echo "no tessera binary at $BIN: run 'make build' first" >&2; exit 1; }
 mkdir -p "$DATA"
 
-members=""
-for i in $(seq 1 "$NODES"); do
-  members+="${members:+,}n$i@127.0.0.$((10 + i)):7000"
-done
+SEED=127.0.0.11:7000
 
 pids=()
 stop() {
@@ -31,8 +30,10 @@ stop() {
 trap stop INT TERM EXIT
 
 for i in $(seq 1 "$NODES"); do
+  seed=()
+  [ "$i" = 1 ] || seed=(--seed "$SEED")
   "$BIN" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000" --data-dir "$DATA/n$i" \
-    --nodes "$members" --cluster-secret "$SECRET" >"$DATA/n$i.out" 2>"$DATA/n$i.log" &
+    --cluster-secret "$SECRET" "${seed[@]}" >"$DATA/n$i.out" 2>"$DATA/n$i.log" &
   pids+=($!)
 done
 
@@ -45,10 +46,19 @@ for i in $(seq 1 "$NODES"); do
   done
 done
 
+# Wait (bounded) until n1 sees every node alive by gossip, so the first requests find the ring.
+for _ in $(seq 1 150); do
+  alive=$(curl -s --max-time 1 http://127.0.0.11:7000/v1/cluster | grep -o '"state":"alive"' | wc -l || true)
+  [ "${alive:-0}" -ge "$NODES" ] && break
+  sleep 0.2
+done
+
 cat <<MSG
 
 Tessera cluster of $NODES nodes is up:
 $(for i in $(seq 1 "$NODES"); do echo "  n$i  http://127.0.0.$((10 + i)):7000   log: $DATA/n$i.log"; done)
+
+Membership and the ring:  tessera cluster status   (or curl http://127.0.0.11:7000/v1/cluster)
 
 Try (any node takes any request):
   curl -X PUT http://127.0.0.11:7000/v1/tables/demo

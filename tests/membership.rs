@@ -221,3 +221,31 @@ async fn forged_and_garbage_datagrams_are_dropped_and_counted() {
         .expect("health");
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_shows_each_members_state_incarnation_and_phi() {
+    let cluster = converged().await;
+    let url = format!("http://{}", cluster.node(2).addr());
+    let output = tokio::process::Command::new(tessera_tests::binary::tessera_bin())
+        .args(["cluster", "status", "--node", &url])
+        .output()
+        .await
+        .expect("run tessera cluster status");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("INCARNATION") && text.contains("PHI"),
+        "{text}"
+    );
+    for id in ["n1", "n2", "n3"] {
+        let row = text
+            .lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{text}"));
+        assert!(row.contains("alive") && row.contains("normal"), "{row}");
+    }
+}

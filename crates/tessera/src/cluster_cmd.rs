@@ -8,7 +8,8 @@ use serde_json::Value;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// List the members as one node sees them, then what every member can reach.
+    /// List the members as one node sees them (SWIM state, incarnation, phi), then what every
+    /// member can reach.
     Status {
         /// Any node of the cluster.
         #[arg(long, default_value = "http://127.0.0.11:7000", env = "TESSERA_NODE")]
@@ -31,22 +32,29 @@ async fn status(node: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot ask {node} for the cluster"))?;
     let members = view["members"].as_array().cloned().unwrap_or_default();
     println!(
-        "Cluster as seen from {} ({node}): {} members, ring epoch {}, membership {}\n",
+        "Cluster as seen from {} ({node}): {} members, ring epoch {} ({}), membership {}\n",
         view["node"].as_str().unwrap_or("?"),
         members.len(),
         view["ring_epoch"],
+        view["ring"].as_str().unwrap_or("?"),
         view["membership"].as_str().unwrap_or("?"),
     );
     println!(
-        "{:<10} {:<22} {:<8} {:<10} {:>10}",
-        "ID", "ADDRESS", "STATE", "REACHABLE", "PARTITIONS"
+        "{:<10} {:<22} {:<8} {:<8} {:>11} {:>6} {:<10} {:>10}",
+        "ID", "ADDRESS", "STATE", "STATUS", "INCARNATION", "PHI", "REACHABLE", "PARTITIONS"
     );
     for member in &members {
+        let phi = member["phi"]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |phi| format!("{phi:.2}"));
         println!(
-            "{:<10} {:<22} {:<8} {:<10} {:>10}",
+            "{:<10} {:<22} {:<8} {:<8} {:>11} {:>6} {:<10} {:>10}",
             text(&member["id"]),
             text(&member["address"]),
             text(&member["state"]),
+            text(&member["status"]),
+            text(&member["incarnation"]),
+            phi,
             if member["reachable"].as_bool() == Some(true) {
                 "yes"
             } else {
