@@ -325,7 +325,8 @@ read -r -a VICTIM_LIST <<<"$VICTIMS"
 FAILED_TRIALS=0
 if [ "$DETECT_RUN" != 0 ] && [ "$TRIALS" -gt 0 ]; then
     log "detection: $TRIALS kill -9 trials (victims in turn: $VICTIMS), polling every ${POLL_MS} ms"
-    record "# each trial: kill -KILL <victim pid>; poll the survivors' GET /v1/cluster; restart the victim with the command above"
+    printf '# each trial: kill -KILL <victim pid>; poll both survivors'"'"' GET /v1/cluster every %s ms; restart the victim with its command above\n' \
+        "$POLL_MS" >>"$COMMANDS"
     for trial in $(seq 1 "$TRIALS"); do
         victim=${VICTIM_LIST[$(((trial - 1) % ${#VICTIM_LIST[@]}))]}
         v=${victim#n}
@@ -447,7 +448,7 @@ if [ "$LOAD_RUN" != 0 ]; then
     "${load_cmd[@]}" >"$OUT/load.txt" 2>&1 &
     load_pid=$!
     PIDS+=("$load_pid")
-    printf 'ms_after_start\tnode\talive\tsuspect\tdead\tleft\tsuspicions\trefuted\tdeaths\tstalls\n' >"$SAMPLES"
+    printf 'ms_after_start\tnode\talive\tsuspect\tdead\tleft\tsuspicions_total\trefuted_total\tdeaths_total\tstalls_total\n' >"$SAMPLES"
     while kill -0 "$load_pid" 2>/dev/null; do
         sleep "$SAMPLE_SECONDS"
         for i in 1 2 3; do

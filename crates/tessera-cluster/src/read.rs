@@ -36,6 +36,8 @@ type Answers<A> = mpsc::UnboundedReceiver<(NodeId, Result<A, CallFailure>)>;
 struct ReadKind<L, D, R> {
     /// The local read, run through the storage runner.
     local: L,
+    /// Whether the local read is of one cell (see `StorageRunner::run_point_read`).
+    point: bool,
     /// What remote replicas are sent.
     request: Request,
     /// A remote replica's answer, checked.
@@ -57,6 +59,7 @@ pub(crate) async fn read_cell<T: Transport, M: MembershipView, E: Engine>(
             let (row, column) = (row.clone(), column.clone());
             move || store.read_cell(&row, &column)
         },
+        point: true,
         request: Request::ReadCell {
             row: row.clone(),
             column: column.clone(),
@@ -101,6 +104,7 @@ pub(crate) async fn read_row<T: Transport, M: MembershipView, E: Engine>(
                 let (row, round) = (row.clone(), round.clone());
                 move || store.read_row(&row, &round)
             },
+            point: false,
             request: Request::ReadRow {
                 row: row.clone(),
                 slice: round,
@@ -200,12 +204,14 @@ where
         if node == inner.local {
             // `validate` rejected duplicates, so this runs at most once.
             let Some(read) = local.take() else { continue };
-            let runner = inner.config.storage;
+            let (runner, point) = (inner.config.storage, kind.point);
             tokio::spawn(async move {
-                let answer = runner
-                    .run(read)
-                    .await
-                    .map_err(|e| CallFailure::Failed(format!("local storage: {e}")));
+                let answer = if point {
+                    runner.run_point_read(read).await
+                } else {
+                    runner.run(read).await
+                };
+                let answer = answer.map_err(|e| CallFailure::Failed(format!("local storage: {e}")));
                 let _ = tx.send((node, answer));
             });
         } else {

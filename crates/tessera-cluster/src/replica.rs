@@ -94,7 +94,10 @@ impl<E: Engine> Handler for Replica<E> {
         let runner = self.runner;
         match request {
             Request::ReadCell { row, column } => Box::pin(async move {
-                match runner.run(move || store.read_cell(&row, &column)).await {
+                match runner
+                    .run_point_read(move || store.read_cell(&row, &column))
+                    .await
+                {
                     Ok(cell) => Response::Cell { cell },
                     Err(error) => storage_failure(&error),
                 }

@@ -140,7 +140,7 @@ impl ClusterState {
             CoordinatorConfig {
                 timeout,
                 forward_timeout: timeout * 2,
-                storage: StorageRunner::Blocking,
+                storage: StorageRunner::PointReadsInline,
             },
         ));
         let handoff = Arc::new(HintDelivery::new(

@@ -91,7 +91,7 @@ pub async fn put_cell(
     extract::check_declared_length(&headers, max, "value_too_large", "the value")?;
     let strict = data::parse_strict(query.strict.as_deref())?;
     let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
-    let context = implicit_context(&node, &plan, &path.column, explicit).await?;
+    let context = implicit_context(&node, &plan, &path.column, explicit)?;
     let value = extract::read_body(body, &headers, max, "value_too_large", "the value").await?;
     let write = ClientWrite {
         column: path.column,
@@ -114,7 +114,7 @@ pub async fn delete_cell(
     let explicit = extract::context_header(&headers)?;
     let strict = data::parse_strict(query.strict.as_deref())?;
     let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
-    let context = implicit_context(&node, &plan, &path.column, explicit).await?;
+    let context = implicit_context(&node, &plan, &path.column, explicit)?;
     let write = ClientWrite {
         column: path.column,
         value: None,
@@ -128,23 +128,23 @@ pub async fn delete_cell(
 /// arrived: when this node is a replica, the snapshot is taken here, before the body is read, so
 /// that two writes in flight together both survive as siblings. Otherwise the replica the write is
 /// forwarded to takes it on arrival.
-async fn implicit_context(
-    node: &Arc<Node>,
+fn implicit_context(
+    node: &Node,
     plan: &Plan,
     column: &[u8],
     explicit: Option<Context>,
 ) -> Result<Option<Context>, ApiError> {
     match explicit {
         Some(context) => Ok(Some(context)),
-        None if plan.is_local(node) => snapshot(node, &plan.row, column).await.map(Some),
+        None if plan.is_local(node) => snapshot(node, &plan.row, column).map(Some),
         None => Ok(None),
     }
 }
 
-/// What this replica holds of a cell now, as a context.
-async fn snapshot(node: &Arc<Node>, row: &RowKey, column: &[u8]) -> Result<Context, ApiError> {
-    let (row, column) = (row.clone(), column.to_vec());
-    let cell = data::blocking(node, "read", move |store| store.read_cell(&row, &column)).await?;
+/// What this replica holds of a cell now, as a context. A point read, so it runs on this task
+/// rather than the storage pool (see `tessera_cluster::StorageRunner`).
+fn snapshot(node: &Node, row: &RowKey, column: &[u8]) -> Result<Context, ApiError> {
+    let cell = node.store.read_cell(row, column).map_err(ApiError::from)?;
     Ok(cell.map(|cell| cell.join()).unwrap_or_default())
 }
 
