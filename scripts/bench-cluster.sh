@@ -11,6 +11,8 @@
 #    quorum runs YCSB-A (50% reads, 50% updates, zipfian) and write-only (zipfian).
 # 3. Tessera again, fresh, with `--sync-writes true` (fsync the WAL before every ack, as etcd
 #    does): write-only at quorum, the apples-to-apples durability comparison.
+# 3b. Tessera again, fresh, with `--transport http` (one HTTP request per internal call instead of
+#    the multiplexed stream): write-only at quorum, to compare the two transports.
 # 4. etcd (/usr/bin/etcd, default fsync) on 127.0.0.31-33 (client 2379, peer 2380), fresh data
 #    dirs: preload, YCSB-A and write-only. etcd has one level: raft-committed writes and
 #    linearizable reads (serializable=false, the default).
@@ -37,6 +39,7 @@ SECRET=${TESSERA_CLUSTER_SECRET:-tessera-local-secret}
 ETCD=${BENCH_ETCD:-/usr/bin/etcd}
 ETCD_QUOTA=${BENCH_ETCD_QUOTA:-8589934592}   # 8 GiB: the preload and runs never hit the quota
 SYNC_RUN=${BENCH_SYNC_RUN:-1}           # 0: skip step 3
+HTTP_RUN=${BENCH_HTTP_RUN:-1}           # 0: skip step 3b
 ETCD_RUN=${BENCH_ETCD_RUN:-1}           # 0: skip step 4
 PROFILE=${BENCH_PROFILE:-0}
 PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-10}
@@ -118,7 +121,7 @@ fi
 [ -x "$TESSERA" ] || die "no tessera binary at $TESSERA"
 [ -x "$BENCH" ] || die "no tessera-bench binary at $BENCH"
 
-TESSERA_NODES="n1@127.0.0.11:7000,n2@127.0.0.12:7000,n3@127.0.0.13:7000"
+TESSERA_SEED="127.0.0.11:7000"
 TESSERA_TARGETS="http://127.0.0.11:7000,http://127.0.0.12:7000,http://127.0.0.13:7000"
 ETCD_CLUSTER="e1=http://127.0.0.31:2380,e2=http://127.0.0.32:2380,e3=http://127.0.0.33:2380"
 ETCD_TARGETS="http://127.0.0.31:2379,http://127.0.0.32:2379,http://127.0.0.33:2379"
@@ -143,8 +146,11 @@ start_tessera() {
     mkdir -p "$dir"
     NODE_PIDS=()
     for i in 1 2 3; do
+        # As make run: n1 starts the cluster, n2 and n3 join it through n1.
+        local seed=()
+        [ "$i" = 1 ] || seed=(--seed "$TESSERA_SEED")
         local serve=(env RUST_LOG=warn "$TESSERA" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000"
-            --data-dir "$dir/n$i" --nodes "$TESSERA_NODES" --cluster-secret "$SECRET" "$@")
+            --data-dir "$dir/n$i" --cluster-secret "$SECRET" "${seed[@]}" "$@")
         record "${serve[@]}"
         "${serve[@]}" >"$OUT/$name-n$i.out" 2>"$OUT/$name-n$i.log" &
         PIDS+=($!)
@@ -158,6 +164,16 @@ start_tessera() {
             sleep 0.1
         done
         [ "$up" = 1 ] || die "tessera n$i did not start within 30 s; see $OUT/$name-n$i.log"
+    done
+    # Every node must hold the 3-node ring before any request, or writes find too few replicas.
+    for i in 1 2 3; do
+        local ring=0
+        for _ in $(seq 1 300); do
+            ring=$(curl -s --max-time 1 "http://127.0.0.$((10 + i)):7000/v1/cluster/ring" | jq '.nodes | length' 2>/dev/null || echo 0)
+            [ "${ring:-0}" = 3 ] && break
+            sleep 0.1
+        done
+        [ "${ring:-0}" = 3 ] || die "tessera n$i did not learn the 3-node ring within 30 s; see $OUT/$name-n$i.log"
     done
 }
 
@@ -278,6 +294,16 @@ if [ "$SYNC_RUN" != 0 ]; then
     stop_all
 fi
 
+# --- Tessera over the per-call HTTP transport ---
+if [ "$HTTP_RUN" != 0 ]; then
+    log "Tessera with --transport http"
+    start_tessera tessera-http --transport http
+    preload tessera-http --target "$TESSERA_TARGETS" --table "$TABLE" --create-table 3 --consistency quorum
+    bench tessera-http quorum write-only --target "$TESSERA_TARGETS" --table "$TABLE" \
+        --workload write-only --consistency quorum
+    stop_all
+fi
+
 # --- etcd ---
 if [ "$ETCD_RUN" != 0 ]; then
     log "etcd $("$ETCD" --version | head -1): 3 members on 127.0.0.31-33"
@@ -301,6 +327,7 @@ fi
         ' <<<"$json"
     done <"$RESULTS"
     printf '\ntessera = sync_writes false (WAL written, not fsynced); tessera-sync = --sync-writes true;\n'
+    printf 'tessera-http = the per-call HTTP transport instead of the stream;\n'
     printf 'etcd fsyncs every raft commit (its default).\n'
 } >"$OUT/table.md"
 

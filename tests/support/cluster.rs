@@ -31,36 +31,22 @@ impl TestCluster {
             .map(|(i, a)| format!("n{}@{a}", i + 1))
             .collect();
         let members = members.join(",");
-        let nodes = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| {
-                let mut options = NodeOptions::default().node_id(&format!("n{}", i + 1));
-                options.listen = Some(addr.clone());
-                let options = options.arg("--nodes").arg(&members);
-                TestNode::start(adjust(options))
-            })
-            .collect();
-        TestCluster { nodes }
+        launch(&addrs, |_, options| {
+            adjust(options.arg("--nodes").arg(&members))
+        })
     }
 
     /// Starts `size` nodes that know only the first: node 1 starts a cluster of its own, and the
     /// others join it with `--seed`, as `make run` does. The ring is discovered by membership.
     pub fn start_seeded(size: usize) -> TestCluster {
         let addrs = addresses(size);
-        let nodes = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| {
-                let mut options = NodeOptions::default().node_id(&format!("n{}", i + 1));
-                options.listen = Some(addr.clone());
-                if i > 0 {
-                    options = options.arg("--seed").arg(&addrs[0]);
-                }
-                TestNode::start(options)
-            })
-            .collect();
-        TestCluster { nodes }
+        launch(&addrs, |i, options| {
+            if i > 0 {
+                options.arg("--seed").arg(&addrs[0])
+            } else {
+                options
+            }
+        })
     }
 
     /// Waits (bounded) until every running node listed in `asked` sees each node of `expect`
@@ -128,6 +114,20 @@ pub fn member_state(view: &serde_json::Value, member: &str) -> String {
         .and_then(|m| m["state"].as_str())
         .unwrap_or("missing")
         .to_owned()
+}
+
+/// Starts node n<i+1> at each address, with `options` adding what the cluster needs.
+fn launch(addrs: &[String], options: impl Fn(usize, NodeOptions) -> NodeOptions) -> TestCluster {
+    let nodes = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let mut defaults = NodeOptions::default().node_id(&format!("n{}", i + 1));
+            defaults.listen = Some(addr.clone());
+            TestNode::start(options(i, defaults))
+        })
+        .collect();
+    TestCluster { nodes }
 }
 
 /// `size` addresses on a loopback /24 of their own: `127.X.Y.(10+i):7000`.

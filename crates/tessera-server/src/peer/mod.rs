@@ -30,3 +30,24 @@ pub const SCHEMA_PATH: &str = "/internal/v1/schema";
 pub const SECRET_HEADER: &str = "x-tessera-secret";
 /// Header that names the calling node.
 pub const FROM_HEADER: &str = "x-tessera-from";
+
+/// What every call starts with: the peer's address, and the request's encoding.
+fn addressed(
+    peers: &Directory,
+    to: &tessera_cluster::NodeId,
+    request: &tessera_cluster::messages::Request,
+) -> Result<(std::net::SocketAddr, Vec<u8>), tessera_cluster::TransportError> {
+    let Some(addr) = peers.get(to) else {
+        return Err(tessera_cluster::TransportError::Unreachable {
+            reason: format!("no address known for node {to}"),
+            node: to.clone(),
+        });
+    };
+    let payload = tessera_cluster::messages::encode_request(request).map_err(|e| {
+        tessera_cluster::TransportError::Protocol {
+            node: to.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok((addr, payload))
+}

@@ -332,17 +332,24 @@ mod tests {
         assert!(gate.enter().is_none());
     }
 
-    #[tokio::test]
-    async fn closing_the_gate_stops_idle_streams() {
-        let (_client, server) = tokio::io::duplex(1024);
-        let gate = StreamGate::default();
-        let serving = tokio::spawn(serve_stream(
+    fn serve_pong(
+        server: tokio::io::DuplexStream,
+        gate: &StreamGate,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(serve_stream(
             server,
             "peer".to_owned(),
             Arc::new(Pong),
             1 << 20,
             gate.enter().unwrap(),
-        ));
+        ))
+    }
+
+    #[tokio::test]
+    async fn closing_the_gate_stops_idle_streams() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let gate = StreamGate::default();
+        let serving = serve_pong(server, &gate);
         assert!(gate.close(Duration::from_secs(5)).await);
         serving.await.unwrap();
     }
@@ -351,13 +358,7 @@ mod tests {
     async fn a_response_frame_from_the_caller_ends_the_stream() {
         let (mut client, server) = tokio::io::duplex(1024);
         let gate = StreamGate::default();
-        let serving = tokio::spawn(serve_stream(
-            server,
-            "peer".to_owned(),
-            Arc::new(Pong),
-            1 << 20,
-            gate.enter().unwrap(),
-        ));
+        let serving = serve_pong(server, &gate);
         let mut buf = BytesMut::new();
         encode_frame(FrameKind::Response, 1, b"x", &mut buf);
         client.write_all(&buf).await.unwrap();

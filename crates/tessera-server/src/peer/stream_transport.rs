@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tessera_cluster::messages::{decode_response, encode_request, Request, Response};
+use tessera_cluster::messages::{decode_response, Request, Response};
 use tessera_cluster::{BoxFuture, NodeId, Transport, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{FrameKind, STREAM_PROTOCOL};
 use super::stream::{write_frames, FrameReader, OutFrame, StreamError, STREAM_PATH};
-use super::{ClusterSecret, Directory, FROM_HEADER, SECRET_HEADER};
+use super::{addressed, ClusterSecret, Directory, FROM_HEADER, SECRET_HEADER};
 
 /// Frames a link queues before callers wait for its writer.
 const QUEUE_FRAMES: usize = 4096;
@@ -192,20 +192,9 @@ impl Transport for StreamTransport {
         request: Request,
     ) -> BoxFuture<'static, Result<Response, TransportError>> {
         let node = to.clone();
-        let Some(addr) = self.peers.get(to) else {
-            return Box::pin(async move {
-                Err(TransportError::Unreachable {
-                    reason: format!("no address known for node {node}"),
-                    node,
-                })
-            });
-        };
-        let payload = match encode_request(&request) {
-            Ok(payload) => payload,
-            Err(e) => {
-                let reason = e.to_string();
-                return Box::pin(async move { Err(TransportError::Protocol { node, reason }) });
-            }
+        let (addr, payload) = match addressed(&self.peers, to, &request) {
+            Ok(addressed) => addressed,
+            Err(error) => return Box::pin(async move { Err(error) }),
         };
         let link = self.link(to, addr);
         Box::pin(async move {

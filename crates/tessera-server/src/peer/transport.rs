@@ -9,10 +9,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tessera_cluster::messages::{decode_response, encode_request, Request, Response};
+use tessera_cluster::messages::{decode_response, Request, Response};
 use tessera_cluster::{BoxFuture, NodeId, Transport, TransportError};
 
-use super::{ClusterSecret, Directory, FROM_HEADER, RPC_PATH, SECRET_HEADER};
+use super::{addressed, ClusterSecret, Directory, FROM_HEADER, RPC_PATH, SECRET_HEADER};
 
 /// Sends internal requests to peers by node id.
 pub struct HttpTransport {
@@ -55,20 +55,9 @@ impl Transport for HttpTransport {
         request: Request,
     ) -> BoxFuture<'static, Result<Response, TransportError>> {
         let node = to.clone();
-        let Some(addr) = self.peers.get(to) else {
-            return Box::pin(async move {
-                Err(TransportError::Unreachable {
-                    reason: format!("no address known for node {node}"),
-                    node,
-                })
-            });
-        };
-        let body = match encode_request(&request) {
-            Ok(body) => body,
-            Err(e) => {
-                let reason = e.to_string();
-                return Box::pin(async move { Err(TransportError::Protocol { node, reason }) });
-            }
+        let (addr, body) = match addressed(&self.peers, to, &request) {
+            Ok(addressed) => addressed,
+            Err(error) => return Box::pin(async move { Err(error) }),
         };
         let call = self
             .client
