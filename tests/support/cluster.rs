@@ -86,8 +86,14 @@ impl TestCluster {
         self.node(i).client()
     }
 
-    /// Creates a table through node 1 and waits (bounded) until every node serves it.
+    /// Waits (bounded) until every node sees every node alive, then creates a table through
+    /// node 1 and waits (bounded) until every node serves it.
     pub async fn create_table(&self, table: &str, settings: serde_json::Value) {
+        // Membership first: a write coordinated before a node has heard from its peers would
+        // find too few live replicas.
+        let all: Vec<usize> = (1..=self.nodes.len()).collect();
+        let alive: Vec<(usize, &str)> = all.iter().map(|&j| (j, "alive")).collect();
+        self.wait_for_states(&all, &alive).await;
         let r = self.client(1).create_table(table, settings).await;
         assert!(
             r.status == 201 || r.status == 200,
