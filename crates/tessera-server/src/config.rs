@@ -72,6 +72,12 @@ pub struct LimitsConfig {
     pub sibling_warning: usize,
 }
 
+/// Storage threads per core when writes fsync. A thread waiting for an fsync uses no CPU, and
+/// RocksDB commits every writer waiting at once with one fsync, so more waiting writers mean
+/// fewer fsyncs per write: on the 2-core benchmark machine, 32 threads gave 47% more fsynced
+/// quorum writes than 2 (docs/performance.md).
+pub const SYNC_THREADS_PER_CORE: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
@@ -80,10 +86,13 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
-    /// The storage thread count, with 0 resolved to the number of CPU cores.
+    /// The storage thread count, with 0 resolved from the machine: one per core, or
+    /// [`SYNC_THREADS_PER_CORE`] per core when every write waits for an fsync.
     pub fn blocking_threads(&self) -> usize {
+        let cores = || std::thread::available_parallelism().map_or(2, |n| n.get());
         match self.blocking_threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            0 if self.sync_writes => cores() * SYNC_THREADS_PER_CORE,
+            0 => cores(),
             n => n,
         }
     }
@@ -347,6 +356,33 @@ fn merge_tables(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_threads_follow_the_cores_and_fsync() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut storage = StorageConfig {
+            sync_writes: false,
+            blocking_threads: 0,
+        };
+        assert_eq!(storage.blocking_threads(), cores);
+        storage.sync_writes = true;
+        assert_eq!(storage.blocking_threads(), cores * SYNC_THREADS_PER_CORE);
+        storage.blocking_threads = 3;
+        assert_eq!(storage.blocking_threads(), 3);
+    }
+
+    #[test]
+    fn bad_membership_settings_are_refused() {
+        let mut config = Config::load(None).unwrap();
+        config.membership.seeds = vec!["not-an-address".into()];
+        assert!(config.validate().is_err());
+        let mut config = Config::load(None).unwrap();
+        config.membership.phi_threshold = f64::NAN;
+        assert!(config.validate().is_err());
+        let mut config = Config::load(None).unwrap();
+        config.membership.probe_interval_ms = 0;
+        assert!(config.validate().is_err());
+    }
 
     #[test]
     fn embedded_default_is_valid() {
