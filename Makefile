@@ -2,8 +2,9 @@
 #
 #   make run    build and start a local 3-node cluster on 127.0.0.11-13:7000 (data in ./data/)
 #   make test   formatting, lints and every test
-#   make bench  benchmarks: one node against its ceilings, then 3 nodes against 3-node etcd
-#               (make bench-node, make bench-cluster for one of them; see docs/performance.md)
+#   make bench  benchmarks: one node against its ceilings, 3 nodes against 3-node etcd, then
+#               membership (detection, gossip traffic, false positives under load); make
+#               bench-node, bench-cluster or bench-membership for one of them (docs/performance.md)
 #
 # `make deps` installs the system packages the build needs (Debian/Ubuntu); run and test call it.
 
@@ -19,12 +20,12 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release/tessera
 DEB_PACKAGES := clang libclang-dev curl iptables iproute2
 BENCH_PACKAGES := wrk jq etcd-server
 
-.PHONY: all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster clean-data help
+.PHONY: all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership clean-data help
 
 all: build
 
 help:
-	@sed -n '1,8p' Makefile
+	@sed -n '1,9p' Makefile
 
 deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
@@ -64,13 +65,16 @@ test: deps fmt-check lint
 	$(CARGO) build --bin tessera
 	TESSERA_BIN=$(BIN) $(CARGO) test --workspace
 
-bench: bench-node bench-cluster
+bench: bench-node bench-cluster bench-membership
 
 bench-node: bench-deps
 	scripts/bench-node.sh
 
 bench-cluster: bench-deps
 	scripts/bench-cluster.sh
+
+bench-membership: bench-deps
+	scripts/bench-membership.sh
 
 clean-data:
 	rm -rf ./data
