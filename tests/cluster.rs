@@ -103,14 +103,22 @@ async fn two_nodes_down_quorum_fails_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_repair_brings_a_restarted_replica_up_to_date() {
-    let mut cluster = cluster().await;
+    // Hints expire after a second here, so that n3 cannot get the write by hinted handoff when
+    // it returns (membership would deliver it at once): only read repair can bring it.
+    let mut cluster = TestCluster::start_with(3, |o| o.arg("--hint-window-secs").arg("1"));
+    cluster.create_table(T, json!({})).await;
     cluster.node_mut(3).kill9();
     cluster
         .client(1)
         .put(T, "k", "c", "fresh", &Opts::level("quorum"))
         .await
         .expect(204);
+    tessera_tests::wait_until("n1's hint for n3 to expire", || async {
+        metric(cluster.node(1), "tessera_hints_expired_total").await >= 1.0
+    })
+    .await;
     cluster.node_mut(3).restart();
+    cluster.wait_for_states(&[1], &[(3, "alive")]).await;
 
     let r = cluster
         .client(1)

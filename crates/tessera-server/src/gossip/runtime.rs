@@ -26,6 +26,8 @@ use crate::node::Node;
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the load figures are refreshed (RocksDB's estimates are cheap, not free).
 const LOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a node that knows no live member joins through its seeds again.
+const REJOIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Room for any datagram: the core never sends more than its max payload, but a peer might.
 const RECEIVE_BUFFER: usize = 64 * 1024;
 
@@ -34,9 +36,7 @@ pub async fn run(node: Arc<Node>, socket: UdpSocket, mut stop: watch::Receiver<b
     let gossip = node.cluster.gossip.clone();
     let sealer = Sealer::new(node.config.cluster.secret.as_bytes());
     let started = Instant::now() - Duration::from_millis(gossip.now_ms());
-    let mut load: Option<(u64, u64)> = None;
-    let mut next_load = Instant::now();
-    let mut next_publish = Instant::now();
+    let mut chores = Chores::new();
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     info!(node = node.id(), seeds = ?gossip.seeds(), "membership starting");
     let out = gossip
@@ -47,19 +47,14 @@ pub async fn run(node: Arc<Node>, socket: UdpSocket, mut stop: watch::Receiver<b
         let deadline = gossip
             .swim()
             .next_deadline()
-            .map_or(next_publish, |ms| started + Duration::from_millis(ms))
-            .min(next_publish);
+            .map_or(chores.next_publish, |ms| {
+                started + Duration::from_millis(ms)
+            })
+            .min(chores.next_publish);
         let out = tokio::select! {
             () = stopped(&mut stop) => break,
             _ = tokio::time::sleep_until(deadline) => {
-                if Instant::now() >= next_publish {
-                    if Instant::now() >= next_load {
-                        load = data_load(&node).await;
-                        next_load = Instant::now() + LOAD_INTERVAL;
-                    }
-                    publish(&node, load);
-                    next_publish = Instant::now() + PUBLISH_INTERVAL;
-                }
+                chores.run_due(&node, &socket, &sealer).await;
                 // A statement of its own, so the lock is released before anything awaits.
                 let out = gossip.swim().tick(gossip.now_ms());
                 out
@@ -81,6 +76,51 @@ pub async fn run(node: Arc<Node>, socket: UdpSocket, mut stop: watch::Receiver<b
         "membership stopping: told peers this node is leaving"
     );
     act(&node, &socket, &sealer, out).await;
+}
+
+/// The runtime's periodic work besides the state machine's own timers.
+struct Chores {
+    next_publish: Instant,
+    next_load: Instant,
+    next_rejoin: Instant,
+    load: Option<(u64, u64)>,
+}
+
+impl Chores {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            next_publish: now,
+            next_load: now,
+            next_rejoin: now + REJOIN_INTERVAL,
+            load: None,
+        }
+    }
+
+    /// Republishes changed metadata (refreshing the load figures now and then), and joins
+    /// through the seeds again when this node knows no live member.
+    async fn run_due(&mut self, node: &Arc<Node>, socket: &UdpSocket, sealer: &Sealer) {
+        let now = Instant::now();
+        if now < self.next_publish {
+            return;
+        }
+        if now >= self.next_load {
+            self.load = data_load(node).await;
+            self.next_load = now + LOAD_INTERVAL;
+        }
+        publish(node, self.load);
+        self.next_publish = now + PUBLISH_INTERVAL;
+        if now >= self.next_rejoin && alone(node) {
+            // Cut off from everyone for longer than the dead memory: the state machine has
+            // forgotten its peers, so start over from the seeds.
+            self.next_rejoin = now + REJOIN_INTERVAL;
+            let gossip = &node.cluster.gossip;
+            let out = gossip
+                .swim()
+                .join(gossip.seeds().iter().cloned(), gossip.now_ms());
+            act(node, socket, sealer, out).await;
+        }
+    }
 }
 
 /// Completes once `stop` is true (or its sender is gone). The watch's guard stays inside, so
@@ -206,6 +246,13 @@ async fn on_metadata(node: &Arc<Node>, from: &str, key: &str, value: &str) {
             }
         }
     }
+}
+
+/// True when this node has seeds but knows no live member: it was cut off long enough for the
+/// state machine to forget its peers, or they have not answered its joins.
+fn alone(node: &Node) -> bool {
+    let gossip = &node.cluster.gossip;
+    !gossip.seeds().is_empty() && gossip.swim().live_members().next().is_none()
 }
 
 /// Sets every metadata key whose value changed since it was last published.
