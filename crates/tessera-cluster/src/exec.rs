@@ -1,15 +1,24 @@
 //! Where blocking storage calls run.
 //!
-//! `CellStore` calls block (RocksDB does I/O), so real nodes run writes and
-//! row reads on tokio's blocking pool: a write can wait on an fsync or on
+//! `CellStore` calls block: RocksDB does I/O, a write can wait on an fsync or on
 //! RocksDB's write controller when compaction falls behind, and a row read can
-//! decode thousands of cells. A point read of one cell is different: it is a
-//! memtable or block-cache lookup of a few microseconds and never waits on the
-//! write controller, so handing it to another thread (two context switches and
-//! a wakeup) costs more than the read. [`StorageRunner::PointReadsInline`] runs
-//! those on the calling task. Simulations over the in-memory engine run every
-//! call inline: a blocking-pool thread finishing at a nondeterministic moment
-//! would make a seeded simulation unrepeatable.
+//! decode thousands of cells. They must not hold up the async workers' other
+//! tasks, but handing each call to another thread (tokio's blocking pool: two
+//! context switches and a wakeup) cost more than many of the calls themselves
+//! in the cluster benchmark. Real nodes use one of two policies:
+//! - [`StorageRunner::InPlace`] (no fsync per write): point reads of one cell,
+//!   memtable or block-cache lookups of microseconds that never wait on the
+//!   write controller, run on the calling task; everything else runs on the
+//!   calling worker thread inside `block_in_place`, which first hands the
+//!   worker's other tasks to another thread, so a stalled write holds up only
+//!   itself. Measured +33% quorum writes over the pool (docs/performance.md).
+//! - [`StorageRunner::PointReadsInline`] (fsync per write): the same point
+//!   reads on the task, the rest on the blocking pool, which is sized so that
+//!   many writers wait on the disk together and share each fsync.
+//!
+//! Simulations over the in-memory engine run every call inline: a thread
+//! finishing at a nondeterministic moment would make a seeded simulation
+//! unrepeatable.
 
 use tessera_storage::StorageError;
 
@@ -19,11 +28,14 @@ pub enum StorageRunner {
     /// Every call on tokio's blocking pool (`spawn_blocking`).
     #[default]
     Blocking,
-    /// Point reads on the calling task, everything else on the blocking pool:
-    /// what real nodes use.
+    /// Point reads on the calling task, everything else on the blocking pool.
     PointReadsInline,
     /// Every call on the calling task, for in-memory engines in deterministic tests.
     Inline,
+    /// Point reads on the calling task, everything else on the calling worker thread inside
+    /// `block_in_place`. Only on a multi-thread runtime: `block_in_place` panics on a
+    /// current-thread one.
+    InPlace,
 }
 
 impl StorageRunner {
@@ -35,6 +47,7 @@ impl StorageRunner {
     {
         match self {
             StorageRunner::Inline => call(),
+            StorageRunner::InPlace => tokio::task::block_in_place(call),
             StorageRunner::Blocking | StorageRunner::PointReadsInline => on_pool(call).await,
         }
     }
@@ -46,7 +59,9 @@ impl StorageRunner {
         F: FnOnce() -> Result<R, StorageError> + Send + 'static,
     {
         match self {
-            StorageRunner::Inline | StorageRunner::PointReadsInline => call(),
+            StorageRunner::Inline | StorageRunner::PointReadsInline | StorageRunner::InPlace => {
+                call()
+            }
             StorageRunner::Blocking => on_pool(call).await,
         }
     }
@@ -72,11 +87,13 @@ where
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    // InPlace needs a multi-thread runtime.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_runner_returns_the_result() {
         for runner in [
             StorageRunner::Blocking,
             StorageRunner::PointReadsInline,
+            StorageRunner::InPlace,
             StorageRunner::Inline,
         ] {
             assert_eq!(runner.run(|| Ok(7)).await, Ok(7));

@@ -132,6 +132,13 @@ impl ClusterState {
             ),
         };
         let timeout = Duration::from_millis(config.requests.timeout_ms);
+        // Writes that fsync wait on the disk: the pool lets many wait together and share each
+        // fsync. Writes that do not are short, and run in place (see `StorageRunner`).
+        let runner = if config.storage.sync_writes {
+            StorageRunner::PointReadsInline
+        } else {
+            StorageRunner::InPlace
+        };
         let coordinator = Arc::new(Coordinator::new(
             node_id,
             store.clone(),
@@ -140,7 +147,7 @@ impl ClusterState {
             CoordinatorConfig {
                 timeout,
                 forward_timeout: timeout * 2,
-                storage: StorageRunner::PointReadsInline,
+                storage: runner,
             },
         ));
         let handoff = Arc::new(HintDelivery::new(
@@ -154,11 +161,7 @@ impl ClusterState {
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::new(
-            node_id,
-            store.clone(),
-            StorageRunner::Blocking,
-        ));
+        let replica = Arc::new(Replica::new(node_id, store.clone(), runner));
         replica.set_coordinator(&coordinator);
         Ok(Self {
             secret,
