@@ -54,7 +54,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(tessera_server::serve(config, shutdown_signal()))?;
+            runtime.block_on(async {
+                let shutdown = shutdown_signal()?;
+                tessera_server::serve(config, shutdown).await?;
+                Ok::<_, anyhow::Error>(())
+            })?;
             Ok(())
         }
         Command::Cluster(command) => {
@@ -83,26 +87,17 @@ fn init_logging() {
 }
 
 /// Completes on Ctrl-C or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(%err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Ctrl-C or SIGTERM. The handlers are installed here, before the node announces that it is
+/// listening: a signal that came before the server first polled the future would otherwise get
+/// the default action, and kill the node without a clean shutdown.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("Ctrl-C received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
+    })
 }
