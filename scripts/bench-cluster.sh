@@ -69,49 +69,15 @@ COMMANDS=$OUT/commands.sh
 : >"$RESULTS"
 printf '# Commands run by scripts/bench-cluster.sh, in order.\n' >"$COMMANDS"
 
-# Stops one process: SIGTERM (graceful: Tessera closes RocksDB, etcd its bolt db), then SIGKILL
-# after 15 s.
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$WORK"
-    [ "$status" = 0 ] || printf 'bench-cluster: failed (exit %s); output so far is in %s\n' "$status" "$OUT" >&2
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NAME=bench-cluster
+# shellcheck source=lib/bench-common.sh
+. "$ROOT/scripts/lib/bench-common.sh"
 
 # Stops every process in PIDS (used between the systems, so that each has the machine alone).
 stop_all() {
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
     PIDS=()
-}
-
-# Records a command in COMMANDS.
-record() {
-    printf '%q ' "$@" >>"$COMMANDS"
-    printf '\n' >>"$COMMANDS"
-}
-
-# Records a command, then runs it. Not for background processes: `run_logged ... &` would fork a
-# subshell, and `$!` would be the subshell, not the process to stop.
-run_logged() {
-    record "$@"
-    "$@"
 }
 
 if [ "$SKIP_BUILD" != 1 ]; then
@@ -126,16 +92,6 @@ TESSERA_TARGETS="http://127.0.0.11:7000,http://127.0.0.12:7000,http://127.0.0.13
 ETCD_CLUSTER="e1=http://127.0.0.31:2380,e2=http://127.0.0.32:2380,e3=http://127.0.0.33:2380"
 ETCD_TARGETS="http://127.0.0.31:2379,http://127.0.0.32:2379,http://127.0.0.33:2379"
 NODE_PIDS=()     # the nodes of the system under test, for profiling
-
-# Fails if something already listens where a cluster is about to start (a `make run` left up).
-check_free() {
-    local addr
-    for addr in "$@"; do
-        if curl -s -o /dev/null --max-time 1 "http://$addr/"; then
-            die "something already answers on $addr; stop it first (a 'make run' cluster?)"
-        fi
-    done
-}
 
 # start_tessera NAME [extra serve flags...]: a fresh 3-node cluster, as scripts/run-local.sh starts it.
 start_tessera() {

@@ -98,48 +98,15 @@ TRIALS_TSV=$OUT/detection.tsv
 TRACE=$OUT/detection-trace.tsv
 printf '# Commands run by scripts/bench-membership.sh, in order.\n' >"$COMMANDS"
 
-# Stops one process: SIGTERM (graceful: the node leaves the cluster and closes RocksDB), then
-# SIGKILL after 15 s.
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$WORK"
-    [ "$status" = 0 ] || printf 'bench-membership: failed (exit %s); output so far is in %s\n' "$status" "$OUT" >&2
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+NAME=bench-membership
+# shellcheck source=lib/bench-common.sh
+. "$ROOT/scripts/lib/bench-common.sh"
 
 # Forgets a PID that has exited and been reaped, so that cleanup never signals a recycled PID.
 untrack() {
     local p keep=()
     for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
     PIDS=("${keep[@]}")
-}
-
-# Records a command in COMMANDS.
-record() {
-    printf '%q ' "$@" >>"$COMMANDS"
-    printf '\n' >>"$COMMANDS"
-}
-
-# Records a command, then runs it. Not for background processes (see bench-cluster.sh).
-run_logged() {
-    record "$@"
-    "$@"
 }
 
 # Sets NOW to the wall clock in milliseconds, without forking.
@@ -154,20 +121,6 @@ if [ "$SKIP_BUILD" != 1 ]; then
 fi
 [ -x "$TESSERA" ] || die "no tessera binary at $TESSERA"
 [ -x "$BENCH" ] || die "no tessera-bench binary at $BENCH"
-
-# Fails if something already listens where the cluster is about to start (a `make run` left up,
-# or another benchmark's cluster): HTTP answering, or a TCP or UDP socket bound there.
-check_free() {
-    local addr
-    for addr in "$@"; do
-        if curl -s -o /dev/null --max-time 1 "http://$addr/"; then
-            die "something already answers on $addr; stop it first (a 'make run' cluster, or another benchmark?)"
-        fi
-        if command -v ss >/dev/null && ss -Hlntu 2>/dev/null | awk '{print $5}' | grep -qx "$addr"; then
-            die "a TCP or UDP socket is already bound to $addr (ss -lntu); stop its owner first"
-        fi
-    done
-}
 
 ip_of() { printf '127.0.0.%d' $((10 + $1)); }
 

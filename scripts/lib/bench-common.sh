@@ -1,0 +1,63 @@
+# Shared by the benchmark scripts (sourced, not run): process tracking and cleanup, the command
+# record, and the check that nothing already listens where a cluster is about to start.
+#
+# The sourcing script sets, before calling these:
+#   NAME      its name, for messages
+#   OUT       where results go (kept on failure)
+#   WORK      a temp dir (removed on exit)
+#   COMMANDS  the file commands are recorded in
+#   PIDS=()   every process it starts; each is stopped on exit
+# and defines die().
+
+# Stops one process: SIGTERM (graceful: a Tessera node leaves the cluster and closes RocksDB,
+# etcd closes its bolt db), then SIGKILL after 15 s.
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# On exit, however it comes: stop every process in PIDS and remove WORK.
+bench_cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$WORK"
+    [ "$status" = 0 ] || printf '%s: failed (exit %s); output so far is in %s\n' "$NAME" "$status" "$OUT" >&2
+    exit "$status"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Records a command in COMMANDS.
+record() {
+    printf '%q ' "$@" >>"$COMMANDS"
+    printf '\n' >>"$COMMANDS"
+}
+
+# Records a command, then runs it. Not for background processes: `run_logged ... &` would fork a
+# subshell, and `$!` would be the subshell, not the process to stop.
+run_logged() {
+    record "$@"
+    "$@"
+}
+
+# Fails if something already listens where a cluster is about to start (a `make run` left up,
+# or another benchmark's cluster): HTTP answering, or a TCP or UDP socket bound there.
+check_free() {
+    local addr
+    for addr in "$@"; do
+        if curl -s -o /dev/null --max-time 1 "http://$addr/"; then
+            die "something already answers on $addr; stop it first (a 'make run' cluster, or another benchmark?)"
+        fi
+        if command -v ss >/dev/null && ss -Hlntu 2>/dev/null | awk '{print $5}' | grep -qx "$addr"; then
+            die "a TCP or UDP socket is already bound to $addr (ss -lntu); stop its owner first"
+        fi
+    done
+}
