@@ -61,3 +61,19 @@ check_free() {
         fi
     done
 }
+
+# wait_for_ring COUNT HOST:PORT...: waits up to 30 s until every node listed holds a ring of COUNT
+# nodes (before that, writes could find too few replicas). Fails, naming the node, if one does not.
+wait_for_ring() {
+    local count=$1 addr ring
+    shift
+    for addr in "$@"; do
+        ring=0
+        for _ in $(seq 1 300); do
+            ring=$(curl -s --max-time 1 "http://$addr/v1/cluster/ring" | jq '.nodes | length' 2>/dev/null || echo 0)
+            [ "${ring:-0}" = "$count" ] && break
+            sleep 0.1
+        done
+        [ "${ring:-0}" = "$count" ] || die "the node on $addr did not learn the $count-node ring within 30 s (it holds ${ring:-0})"
+    done
+}
