@@ -226,6 +226,15 @@ impl Config {
                 "use 1 to 64 characters from [A-Za-z0-9_.-]",
             ));
         }
+        if self.node.listen.ip().is_unspecified() {
+            // The address a node listens on is the one it gives its peers (gossip, the ring,
+            // internal calls), and no peer can reach a node at 0.0.0.0.
+            return Err(invalid(
+                "node.listen",
+                &self.node.listen,
+                "must be a specific IP address: peers reach the node at the address it listens on",
+            ));
+        }
         if self.limits.max_value_bytes == 0 {
             return Err(invalid("limits.max_value_bytes", &0, "must be at least 1"));
         }
@@ -382,6 +391,20 @@ mod tests {
         let mut config = Config::load(None).unwrap();
         config.membership.probe_interval_ms = 0;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_wildcard_listen_address_is_refused() {
+        for wildcard in ["0.0.0.0:7000", "[::]:7000"] {
+            let mut config = Config::load(None).unwrap();
+            config.node.listen = wildcard.parse().unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("node.listen"), "{error}");
+            assert!(error.contains("specific IP"), "{error}");
+        }
+        let mut config = Config::load(None).unwrap();
+        config.node.listen = "127.0.0.1:0".parse().unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

@@ -93,7 +93,11 @@ pub fn plan(
                 if members == 1 { "" } else { "s" }
             )
         } else {
-            format!("{} of its replicas are down", replicas.len() as u32 - alive)
+            let down = replicas.len() as u32 - alive;
+            format!(
+                "{down} of its replicas {} down",
+                if down == 1 { "is" } else { "are" }
+            )
         };
         let states: Vec<_> = replicas
             .iter()
