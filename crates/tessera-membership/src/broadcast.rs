@@ -4,7 +4,9 @@
 //! count again). Each outgoing message takes the least-transmitted entries that fit its remaining
 //! space (newest first among equals, so fresh news overtakes old), and an entry is dropped after
 //! λ·⌈log10(n + 1)⌉ transmissions, which in SWIM's analysis reaches every member with high
-//! probability.
+//! probability. The few updates that cannot wait (a death this process declared, its own leave)
+//! are also sent straight to every live member (`Swim::tell_live_members`), and stay queued here
+//! so a lost datagram is covered.
 
 use crate::Update;
 

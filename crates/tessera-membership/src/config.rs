@@ -30,7 +30,11 @@
 //! **Dissemination.** Every message carries as many pending updates as fit in
 //! `max_payload` = 1400 bytes (below a 1500-byte Ethernet MTU minus IP/UDP headers, with room
 //! for tunnels), each retransmitted up to `retransmit_multiplier` × ⌈log10(n + 1)⌉ times (4 ×, as
-//! memberlist). Refutations and new suspicions are also sent straight to the member concerned.
+//! memberlist). Refutations and new suspicions are also sent straight to the member concerned
+//! (so it can refute at once), and a death is sent straight to every live member by the member
+//! whose suspicion timer declares it, as a leave is by the member leaving: otherwise the other
+//! survivors would each learn of it with their next probe or gossip exchange, up to a period
+//! apart, instead of within one network delay of the first.
 //!
 //! **Metadata gossip.** Every `gossip_interval_ms` = G = 1 s, a push-pull digest exchange with
 //! `gossip_fanout` = f = 2 random live peers. Push-pull with fanout f spreads a change to all n
@@ -203,10 +207,10 @@ impl Config {
     /// - Unless K independent suspecters confirmed it, the timer's expiry first sends one
     ///   verification probe, which fails one more period T later: the member is then Dead.
     ///
-    /// This bound holds at every member on its own probing alone; dissemination (Suspect and Dead
-    /// rumours from the first detector) makes the typical case far faster, about
-    /// T/2 + T + min(n) for the first detector when others confirm, and O(log n) periods more for
-    /// the rest. A runtime
+    /// This bound holds at every member on its own probing alone; dissemination makes the typical
+    /// case far faster: the first detector needs about T/2 + T + min(n) when others confirm, its
+    /// Suspect rumour spreads in O(log n) periods, and the Dead notice it sends straight to every
+    /// live member reaches the rest one network delay later. A runtime
     /// that ticks on a fixed period τ instead adds up to 3τ (probe start, probe end, timer).
     pub fn detection_bound_ms(&self, n: usize) -> u64 {
         let slots = (2 * n.max(2) - 1) as u64;

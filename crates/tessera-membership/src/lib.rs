@@ -7,10 +7,11 @@
 //! `sim` feature).
 //!
 //! - [`Swim`] runs SWIM (round-robin probing, ping-req through k relays, suspicion, incarnation
-//!   refutation, piggybacked dissemination with a λ·log n retransmit limit) with Lifeguard's
-//!   local health multiplier, NACKs and dynamic suspicion timeouts; identities carry a generation
-//!   so a restarted node supersedes its dead self; joins need only seed addresses; dead members
-//!   are remembered so stale rumours cannot revive them.
+//!   refutation, piggybacked dissemination with a λ·log n retransmit limit, and deaths and leaves
+//!   also sent straight to every live member) with Lifeguard's local health multiplier, NACKs and
+//!   dynamic suspicion timeouts; identities carry a generation so a restarted node supersedes its
+//!   dead self; joins need only seed addresses; dead members are remembered so stale rumours
+//!   cannot revive them.
 //! - [`phi`] is a phi-accrual detector per peer, fed by every message and gossip heartbeat; it
 //!   expedites probes and answers [`Swim::is_likely_dead`] for the coordinator.
 //! - [`metadata`] is scuttlebutt gossip of versioned key/value state per node, exchanged by the

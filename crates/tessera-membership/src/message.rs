@@ -38,7 +38,7 @@ pub enum Body {
     /// Part of a full membership list. `reply`: the receiver sends its own list back.
     Sync { members: Vec<Update>, reply: bool },
     /// Nothing but the piggybacked updates (a refutation or a suspicion sent straight to its
-    /// subject, a leave notice).
+    /// subject, a death or leave notice sent to every live member).
     Updates,
     /// Scuttlebutt, step 1: what versions the sender holds.
     GossipSyn { digest: Digest },

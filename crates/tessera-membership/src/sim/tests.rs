@@ -133,6 +133,52 @@ fn three_member_cluster_meets_the_runtime_detection_targets() {
     assert!(max <= 6000, "max {max} ms: {times:?}");
 }
 
+#[test]
+fn survivors_learn_of_a_death_within_one_network_delay_of_each_other() {
+    // The member that declares the death tells every live member directly, so the last
+    // survivor hears at most one network delay after the first; by piggyback alone it could be
+    // a probe or gossip interval later. Deliveries are handled (and their events logged) at
+    // their arrival instant and these members add no send delay, so the slack only guards
+    // against an off-by-one in that bookkeeping.
+    const SLACK_MS: u64 = 1;
+    let config = Config::default();
+    let n = 5;
+    for seed in 0..8 {
+        let mut sim = cluster(n, 70 + seed, &config);
+        sim.run_for(3000 + seed * 113);
+        let victim = 1 + seed as usize % (n - 1);
+        let name = Sim::name(victim);
+        let start = sim.now();
+        sim.kill(victim);
+        let survivors = sim.up();
+        let bound = config.detection_bound_ms(n);
+        let down_at = |sim: &Sim, i: usize| {
+            sim.downs_of(&name)
+                .into_iter()
+                .find(|&(at, observer)| observer == i && at >= start)
+                .map(|(at, _)| at)
+        };
+        while survivors.iter().any(|&i| down_at(&sim, i).is_none()) {
+            sim.run_for(50);
+            assert!(sim.now() - start <= bound, "seed {seed}: {name} not dead");
+        }
+        let times: Vec<u64> = survivors.iter().filter_map(|&i| down_at(&sim, i)).collect();
+        let first = times.iter().copied().min().unwrap_or(0);
+        let last = times.iter().copied().max().unwrap_or(0);
+        let allowed = sim.delay_ms.1 + SLACK_MS;
+        assert!(
+            last - first <= allowed,
+            "seed {seed}: the survivors saw {name} die {} ms apart (allowed {allowed}): {times:?}",
+            last - first
+        );
+        assert_eq!(
+            sim.downs().len(),
+            survivors.len(),
+            "only the victim goes down"
+        );
+    }
+}
+
 /// A full simulated hour with 10 % loss and no failures: nobody is declared dead.
 fn no_false_deaths_with_ten_percent_loss(n: usize, minutes: u64, config: Config) {
     let mut sim = cluster(n, 7 + n as u64, &config);

@@ -163,10 +163,7 @@ impl Swim {
         self.left = true;
         let notice = self.self_update();
         self.broadcasts.push(notice.clone());
-        let addrs: Vec<String> = self.live_members().map(|m| m.id.addr.clone()).collect();
-        for addr in addrs {
-            self.send(&addr, Body::Updates, vec![notice.clone()]);
-        }
+        self.tell_live_members(&notice);
         self.probes.clear();
         self.relays.clear();
         self.suspicions.clear();

@@ -4,6 +4,10 @@
 //! suspicion) come next, and pending dissemination fills whatever room is left. Every item is
 //! measured before it is added, so the encoded message never exceeds the bound; the final check
 //! is a guard, not the mechanism.
+//!
+//! Most news waits in the piggyback queue, but the news every member must act on at once (a
+//! death this process declared, its own leave) is also sent straight to each live member, one
+//! small `Updates` datagram apiece, exactly once.
 
 use super::Swim;
 use crate::codec::encoded_size;
@@ -36,6 +40,16 @@ impl Swim {
         let piggyback = self.broadcasts.select(room, limit, &skip);
         message.updates.extend(piggyback);
         self.emit(to, message);
+    }
+
+    /// Sends `notice` in one `Updates` datagram to every live member (Alive or Suspect), with
+    /// pending updates filling the rest of each. The caller queues `notice` for piggybacking too:
+    /// a lost datagram is covered by dissemination, and the notice is never repeated from here.
+    pub(super) fn tell_live_members(&mut self, notice: &Update) {
+        let addrs: Vec<String> = self.live_members().map(|m| m.id.addr.clone()).collect();
+        for addr in addrs {
+            self.send(&addr, Body::Updates, vec![notice.clone()]);
+        }
     }
 
     /// Bytes left for updates in `message` (whose `updates` are empty).

@@ -3,7 +3,8 @@
 //! Every claim about a member (a piggybacked rumour, a sync entry, or the implicit "I am alive"
 //! of a message's sender) goes through [`Swim::apply`], which keeps the precedence rules of
 //! `member::supersedes`, emits the events, keeps the probe order, suspicion timers and phi
-//! detectors in step, and queues accepted news for dissemination.
+//! detectors in step, and queues accepted news for dissemination. A death declared here by a
+//! suspicion timer is also sent straight to every live member.
 
 use super::Swim;
 use crate::member::supersedes;
@@ -301,7 +302,8 @@ impl Swim {
     /// because this process heard few
     /// messages while it was disseminated, is not killed for it. Only if that probe fails too is
     /// the member declared Dead; that costs one more probe period, which the detection bound
-    /// includes.
+    /// includes. A death is queued for piggybacking and also sent once, straight to every live
+    /// member.
     pub(super) fn tick_suspicions(&mut self, now: u64) {
         let due: Vec<(String, u64, bool)> = self
             .suspicions
@@ -340,7 +342,18 @@ impl Swim {
                 by: None,
             };
             self.counters.deaths_declared += 1;
-            self.apply(death, Origin::Rumor, "", now);
+            self.apply(death.clone(), Origin::Rumor, "", now);
+            // Piggybacked, the death reaches each other survivor only with its next probe or
+            // gossip exchange with someone who knows, up to a period apart; told directly, they
+            // all drop the member within one network delay of us. Those who hear it only
+            // piggyback it, so this costs n - 1 datagrams per declarer, once.
+            let declared = self
+                .members
+                .get(&node)
+                .is_some_and(|m| m.state == State::Dead && m.incarnation == incarnation);
+            if declared {
+                self.tell_live_members(&death);
+            }
         }
     }
 

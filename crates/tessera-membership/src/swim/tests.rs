@@ -516,6 +516,62 @@ fn suspicion_timeout_shrinks_with_independent_confirmations() {
     );
 }
 
+/// `by` tells `a` it suspects b too.
+fn confirm_b(a: &mut Swim, by: &str, at: u64) {
+    a.handle_message(
+        &id(by).addr,
+        msg(
+            by,
+            0,
+            Body::Updates,
+            vec![update("b", 0, State::Suspect, Some(by))],
+        ),
+        at,
+    );
+}
+
+#[test]
+fn a_death_is_sent_straight_to_every_live_member_once() {
+    let t0 = 100;
+    let mut a = suspected_b(t0);
+    for (i, by) in ["d", "e", "f"].into_iter().enumerate() {
+        confirm_b(&mut a, by, t0 + 10 * (i as u64 + 1));
+    }
+    // Nobody answers in this test, so local health may stretch a probe of b in flight to 9 T.
+    let limit = t0 + 1000 + 9 * a.config().probe_interval_ms;
+    let (at, out) = loop {
+        let at = a.next_deadline().unwrap();
+        assert!(at <= limit, "b never declared dead");
+        let out = a.tick(at);
+        if out.events.contains(&Event::MemberDown(id("b"))) {
+            break (at, out);
+        }
+    };
+    let death = update("b", 0, State::Dead, None);
+    let sent = decoded(&out);
+    for n in ["c", "d", "e", "f"] {
+        let told = sent
+            .iter()
+            .any(|(to, m)| *to == id(n).addr && m.updates.contains(&death));
+        assert!(told, "{n} is not told of the death in the declaring tick");
+    }
+    let max = a.config().max_payload;
+    assert!(out.send.iter().all(|d| d.payload.len() <= max));
+    // Sent once, not on every tick; later messages still piggyback it.
+    let until = at + 3 * a.config().probe_interval_ms;
+    let later = run(&mut a, until);
+    let carrying: Vec<&Message> = later
+        .iter()
+        .map(|(_, _, m)| m)
+        .filter(|m| m.updates.contains(&death))
+        .collect();
+    assert!(
+        carrying.iter().all(|m| m.body != Body::Updates),
+        "the direct notice was sent again"
+    );
+    assert!(!carrying.is_empty(), "the death left the piggyback queue");
+}
+
 /// The last ping to `b` in `sent`.
 fn last_ping_to_b(sent: &[(u64, String, Message)]) -> Option<(u64, u64, &Message)> {
     sent.iter().rev().find_map(|(at, to, m)| match m.body {
