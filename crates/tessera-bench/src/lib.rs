@@ -6,7 +6,8 @@
 //! - [`storage`]: raw RocksDB puts and gets through `tessera-storage`, and the versioned cell path
 //!   on top of it (the storage ceiling);
 //! - [`load`]: a closed-loop HTTP load generator with HDR histograms, seeded, able to spread load
-//!   over several nodes (the cluster workloads reuse it);
+//!   over several nodes (the cluster workloads reuse it), and to drive etcd through its JSON
+//!   gateway or its native gRPC for the comparison;
 //! - [`report`]: the markdown table that puts a run's summaries side by side as ratios.
 //!
 //! Every measurement ends as a [`summary::Summary`]: one JSON line for scripts, one line for people.

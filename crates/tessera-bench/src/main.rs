@@ -23,6 +23,8 @@ use tessera_bench::BenchError;
         tessera-bench load --target http://127.0.0.11:7000 --create-table 1 --preload --workload get\n  \
         tessera-bench load --target http://127.0.0.11:7000,http://127.0.0.12:7000 --workload ycsb-a \\\n      \
         --distribution zipfian --consistency quorum --seed 1\n  \
+        tessera-bench load --protocol etcd-grpc --target http://127.0.0.31:2379,http://127.0.0.32:2379 \\\n      \
+        --workload write-only --distribution zipfian --preload\n  \
         tessera-bench report results/*.txt"
 )]
 struct Cli {
@@ -37,7 +39,7 @@ enum Command {
     HttpCeiling(CeilingArgs),
     /// Raw RocksDB puts and gets, and the versioned cell path: the storage ceiling.
     Storage(StorageArgs),
-    /// Closed-loop HTTP load against one or more nodes.
+    /// Closed-loop HTTP load against one or more nodes (Tessera, or etcd by its gateway or gRPC).
     Load(LoadArgs),
     /// Markdown tables of summaries: the node as ratios to its ceilings.
     Report(ReportArgs),

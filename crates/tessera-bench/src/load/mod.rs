@@ -1,7 +1,8 @@
 //! `tessera-bench load`: a closed-loop HTTP load generator.
 //!
-//! `--connections` workers, each a tokio task with one keep-alive HTTP/1.1 connection per target,
-//! each with one request in flight; a worker spreads its requests round-robin over the targets.
+//! `--connections` workers, each a tokio task with one keep-alive connection per target (HTTP/1.1,
+//! or HTTP/2 for gRPC), each with one request in flight; a worker spreads its requests round-robin
+//! over the targets.
 //! Latencies go into one HDR histogram per worker, merged at the end. Everything random (keys,
 //! the read/write coin, value bytes) comes from `StdRng`s derived from `--seed`, so a run's request
 //! sequence per worker is reproducible (which worker sends how many requests depends on timing).
@@ -12,9 +13,17 @@
 //! The cluster workloads (YCSB-A-like and write-only, `--distribution zipfian`, `--consistency
 //! one|quorum`, several `--target`s) are this same command with other flags. `--protocol etcd`
 //! drives an etcd cluster through its JSON gateway instead, with the same keys, values, seed and
-//! connections, so that `scripts/bench-cluster.sh` can put the two side by side.
+//! connections, so that `scripts/bench-cluster.sh` can put the two side by side. `--protocol
+//! etcd-grpc` drives etcd through its native gRPC API, the same workload without the gateway's
+//! proxy hop, so that etcd is compared at its best.
+//!
+//! The parts: [`workload`] draws operations, `request` turns them into each protocol's requests
+//! ([`etcd`] and [`etcd_grpc`] encode etcd's), `target` holds the connections, `answer` reads and
+//! judges the answers, and `worker` runs the closed loop.
 
+mod answer;
 pub mod etcd;
+pub mod etcd_grpc;
 mod request;
 mod target;
 mod worker;
@@ -33,7 +42,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use request::{Protocol, Requests};
-pub use target::{Connection, Target};
+pub use target::{Connection, Target, Transport};
 pub use worker::{Failure, Shared, Stats, Worker};
 pub use workload::{Distribution, Op, OpChooser, Paths, Workload};
 
@@ -98,8 +107,10 @@ pub struct LoadArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The API of the targets: Tessera's, or etcd 3.4's JSON gateway (`http://HOST:2379`; keys
-    /// `k{n}`, no table, no consistency level: etcd writes through raft and reads linearizably).
+    /// The API of the targets: Tessera's; etcd 3.4's JSON gateway (`etcd`); or etcd's native gRPC
+    /// over HTTP/2 (`etcd-grpc`, without the gateway's proxy hop). For both etcd protocols the
+    /// targets are `http://HOST:2379`, the keys `k0`, `k1`, ..., and there is no table and no
+    /// consistency level: etcd writes through raft and reads linearizably.
     #[arg(long, value_enum, default_value_t = Protocol::Tessera)]
     pub protocol: Protocol,
 }
@@ -150,19 +161,23 @@ pub async fn run(args: &LoadArgs) -> Result<Vec<Summary>, BenchError> {
             "0 measures nothing without --preload",
         ));
     }
-    if args.protocol == Protocol::Etcd {
+    if args.protocol.is_etcd() {
+        let protocol = args.protocol.name();
         if let Some(level) = &args.consistency {
             return Err(invalid(
                 "consistency",
                 level,
-                "etcd has one level (linearizable); leave --consistency out with --protocol etcd",
+                &format!(
+                    "etcd has one level (linearizable); \
+                     leave --consistency out with --protocol {protocol}"
+                ),
             ));
         }
         if let Some(replication) = args.create_table {
             return Err(invalid(
                 "create-table",
                 replication,
-                "etcd has no tables; leave --create-table out with --protocol etcd",
+                &format!("etcd has no tables; leave --create-table out with --protocol {protocol}"),
             ));
         }
     }
@@ -177,6 +192,10 @@ pub async fn run(args: &LoadArgs) -> Result<Vec<Summary>, BenchError> {
             value,
         },
         Protocol::Etcd => Requests::Etcd(etcd::EtcdBodies::new(&value)),
+        Protocol::EtcdGrpc => Requests::EtcdGrpc(
+            etcd_grpc::GrpcBodies::new(&value)
+                .map_err(|e| invalid("value-size", args.value_size, &e.to_string()))?,
+        ),
     };
     let chooser = OpChooser::new(args.workload, args.distribution, args.keys)?;
     if let Some(replication) = args.create_table {
@@ -311,7 +330,7 @@ fn http_error(target: &Target, what: &'static str, error: impl std::fmt::Display
 /// `PUT /v1/tables/{table}` with `{"replication": N}`; 200 and 201 are both fine.
 async fn create_table(target: &Target, table: &str, replication: u32) -> Result<(), BenchError> {
     const WHAT: &str = "creating the table";
-    let mut connection = Connection::open(target)
+    let mut connection = Connection::open(target, Transport::Http1)
         .await
         .map_err(|e| http_error(target, WHAT, e))?;
     let request = Request::builder()
@@ -323,12 +342,8 @@ async fn create_table(target: &Target, table: &str, replication: u32) -> Result<
             "{{\"replication\": {replication}}}"
         ))))
         .map_err(|e| http_error(target, WHAT, e))?;
-    let sender = connection
-        .ready()
-        .await
-        .map_err(|e| http_error(target, WHAT, e))?;
-    let response = sender
-        .send_request(request)
+    let response = connection
+        .send(request)
         .await
         .map_err(|e| http_error(target, WHAT, e))?;
     let status = response.status().as_u16();
@@ -351,10 +366,14 @@ async fn create_table(target: &Target, table: &str, replication: u32) -> Result<
 }
 
 #[cfg(test)]
+mod etcd_grpc_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(target: String, workload: Workload) -> LoadArgs {
+    /// A short preloaded run of `workload` against `target`.
+    pub(super) fn args(target: String, workload: Workload) -> LoadArgs {
         LoadArgs {
             target: vec![target],
             table: "bench".to_owned(),
@@ -469,14 +488,17 @@ mod tests {
 
     #[tokio::test]
     async fn etcd_refuses_tessera_only_flags() {
-        let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
-        bad.protocol = Protocol::Etcd;
-        bad.consistency = Some("quorum".to_owned());
-        assert!(run(&bad).await.is_err());
-        let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
-        bad.protocol = Protocol::Etcd;
-        bad.create_table = Some(3);
-        assert!(run(&bad).await.is_err());
+        for protocol in [Protocol::Etcd, Protocol::EtcdGrpc] {
+            let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
+            bad.protocol = protocol;
+            bad.consistency = Some("quorum".to_owned());
+            let error = run(&bad).await.unwrap_err().to_string();
+            assert!(error.contains(protocol.name()), "{error}");
+            let mut bad = args("http://127.0.0.1:1".to_owned(), Workload::Get);
+            bad.protocol = protocol;
+            bad.create_table = Some(3);
+            assert!(run(&bad).await.is_err());
+        }
     }
 
     #[test]

@@ -1,16 +1,22 @@
-//! Targets (`http://HOST:PORT`) and the one keep-alive HTTP/1.1 connection a worker holds to each.
+//! Targets (`http://HOST:PORT`) and the one keep-alive connection a worker holds to each:
+//! HTTP/1.1 for Tessera and etcd's JSON gateway, HTTP/2 (cleartext, prior knowledge) for etcd's
+//! gRPC.
 //!
-//! A bare `hyper::client::conn::http1` connection, not a pooled client: a closed-loop worker has
-//! exactly one request in flight, so a pool would only add locking and bookkeeping to every request.
+//! A bare `hyper::client::conn` connection, not a pooled client: a closed-loop worker has exactly
+//! one request in flight, so a pool would only add locking and bookkeeping to every request. An
+//! HTTP/2 connection could multiplex more, but it also carries one request at a time, so that
+//! every protocol is compared at the same concurrency and connection count.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use hyper::header::HeaderValue;
-use hyper::Uri;
-use hyper_util::rt::TokioIo;
+use hyper::http::uri::{Authority, InvalidUriParts, Parts, PathAndQuery, Scheme};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -25,6 +31,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The `Host` header: `host:port` as given.
     pub host: HeaderValue,
+    /// The same `host:port`, for the absolute URIs that HTTP/2 requests need (`:authority`).
+    pub authority: Authority,
 }
 
 impl Target {
@@ -62,13 +70,40 @@ impl Target {
             url: url.trim_end_matches('/').to_owned(),
             addr,
             host,
+            authority: authority.clone(),
         })
+    }
+
+    /// `http://HOST:PORT{path}`: an HTTP/2 request's URI, whose scheme and authority hyper sends
+    /// as the `:scheme` and `:authority` pseudo-headers. Built from parsed parts, so a request
+    /// costs no parsing.
+    pub fn absolute(&self, path: &'static str) -> Result<Uri, InvalidUriParts> {
+        let mut parts = Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_static(path));
+        Uri::from_parts(parts)
     }
 }
 
-/// One open HTTP/1.1 connection. Dropping it closes the connection.
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/1.1 keep-alive.
+    Http1,
+    /// HTTP/2 over cleartext TCP with prior knowledge (h2c, no upgrade), as gRPC clients do.
+    Http2,
+}
+
+/// A connection's request sender.
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One open connection. Dropping it closes the connection.
 pub struct Connection {
-    sender: SendRequest<Full<Bytes>>,
+    sender: Sender,
     driver: JoinHandle<()>,
 }
 
@@ -79,25 +114,52 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Connects to `target`, with Nagle off as a server's client would have it.
-    pub async fn open(target: &Target) -> Result<Self, std::io::Error> {
+    /// Connects to `target` with `transport`, with Nagle off as a server's client would have it.
+    pub async fn open(target: &Target, transport: Transport) -> Result<Self, std::io::Error> {
         let stream = TcpStream::connect(target.addr).await?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        // The connection future does the I/O; requests go through `sender`. A failure shows up
+        let io = TokioIo::new(stream);
+        // The connection future does the I/O; requests go through the sender. A failure shows up
         // on the next request, so its own result carries nothing more.
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let (sender, driver) = match transport {
+            Transport::Http1 => {
+                let (sender, connection) =
+                    http1::handshake(io).await.map_err(std::io::Error::other)?;
+                let driver = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                (Sender::Http1(sender), driver)
+            }
+            Transport::Http2 => {
+                // The executor runs hyper's per-stream tasks (sending request bodies).
+                let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let driver = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                (Sender::Http2(sender), driver)
+            }
+        };
         Ok(Self { sender, driver })
     }
 
-    /// The request sender, once the connection can take a request.
-    pub async fn ready(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, hyper::Error> {
-        self.sender.ready().await?;
-        Ok(&mut self.sender)
+    /// Sends `request` once the connection can take it, and waits for the answer's head (the
+    /// body follows in the response).
+    pub async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        match &mut self.sender {
+            Sender::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+            Sender::Http2(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await
+            }
+        }
     }
 }
 
@@ -111,6 +173,10 @@ mod tests {
         assert_eq!(target.url, "http://127.0.0.1:7000");
         assert_eq!(target.addr, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(target.host, "127.0.0.1:7000");
+        assert_eq!(
+            target.absolute("/etcdserverpb.KV/Put").unwrap(),
+            "http://127.0.0.1:7000/etcdserverpb.KV/Put"
+        );
         assert!(Target::resolve("https://127.0.0.1:7000").await.is_err());
         assert!(Target::resolve("http://127.0.0.1:7000/v1").await.is_err());
         assert!(Target::resolve("127.0.0.1:7000").await.is_err());

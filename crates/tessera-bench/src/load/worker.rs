@@ -2,9 +2,11 @@
 //! next request only when the previous answer has been read in full.
 //!
 //! Only successful operations go into the latency histogram (a fast 503 must not make a node look
-//! quick); failures are counted by kind. A `300 Multiple Choices` read is a success (it is a valid
-//! answer, with siblings), and so is any answer, read or write, counted in `siblings` when its
-//! `X-Siblings` header says the cell holds more than one version.
+//! quick); failures are counted by kind. What makes an answer a success is `answer`'s job: for
+//! Tessera, a `300 Multiple Choices` read is a success (a valid answer, with siblings), and so is
+//! any answer, read or write, counted in `siblings` when its `X-Siblings` header says the cell
+//! holds more than one version; for etcd's gRPC, an answer with a non-zero `grpc-status` is a
+//! failure even though its HTTP status is 200.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,11 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use http_body_util::BodyExt;
-use hyper::StatusCode;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::answer::{self, Answer};
 use super::request::Requests;
 use super::target::{Connection, Target};
 use super::workload::{Op, OpChooser};
@@ -30,7 +31,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 pub struct Shared {
     /// Nodes, used round-robin by each worker.
     pub targets: Vec<Target>,
-    /// Builds each request (Tessera's API or etcd's).
+    /// Builds each request (Tessera's API or etcd's) and names the protocol, hence the transport.
     pub requests: Requests,
     /// The operation mix.
     pub chooser: OpChooser,
@@ -41,8 +42,12 @@ pub struct Shared {
 /// Why an operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Failure {
-    /// An HTTP status other than 2xx and 300.
+    /// An HTTP status other than 2xx and 300 (other than 200 for gRPC).
     Status(u16),
+    /// A gRPC answer with this non-zero `grpc-status`.
+    Grpc(u32),
+    /// A complete gRPC answer without a valid `grpc-status` or with broken framing.
+    Malformed,
     /// The TCP connection or HTTP handshake could not be made.
     Connect,
     /// The exchange failed mid-way (reset, closed, malformed).
@@ -55,6 +60,8 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Status(code) => write!(f, "{code}"),
+            Failure::Grpc(code) => write!(f, "grpc-{code}"),
+            Failure::Malformed => f.write_str("malformed"),
             Failure::Connect => f.write_str("connect"),
             Failure::Io => f.write_str("io"),
             Failure::Timeout => f.write_str("timeout"),
@@ -81,11 +88,6 @@ impl Default for Stats {
             siblings: 0,
         }
     }
-}
-
-/// A successful answer.
-struct Answer {
-    siblings: bool,
 }
 
 /// One worker. It is moved into its task for a phase and handed back at the end, so that its
@@ -156,14 +158,15 @@ impl Worker {
     }
 
     /// One request and its whole answer, on the next target's connection (opened if needed,
-    /// dropped after any failure but an HTTP status).
+    /// dropped after any failure but a complete answer that is not a success).
     async fn exchange(&mut self, shared: &Shared, op: Op) -> Result<Answer, Failure> {
         let t = self.next_target;
         self.next_target = (t + 1) % shared.targets.len();
         let target = &shared.targets[t];
+        let protocol = shared.requests.protocol();
         let connection = match &mut self.connections[t] {
             Some(connection) => connection,
-            slot => match Connection::open(target).await {
+            slot => match Connection::open(target, protocol.transport()).await {
                 Ok(connection) => slot.insert(connection),
                 Err(_) => {
                     tokio::time::sleep(RECONNECT_PAUSE).await;
@@ -171,33 +174,13 @@ impl Worker {
                 }
             },
         };
-        let request = shared
-            .requests
-            .build(op, &target.host)
-            .map_err(|_| Failure::Io)?;
+        let request = shared.requests.build(op, target).map_err(|_| Failure::Io)?;
         let exchange = async {
-            let response = connection.ready().await?.send_request(request).await?;
-            let status = response.status();
-            let siblings = response
-                .headers()
-                .get("x-siblings")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .is_some_and(|n| n > 1);
-            let mut body = response.into_body();
-            while let Some(frame) = body.frame().await {
-                frame?;
-            }
-            Ok::<_, hyper::Error>((status, siblings))
+            let response = connection.send(request).await?;
+            answer::read(response, protocol).await
         };
         match tokio::time::timeout(shared.timeout, exchange).await {
-            Ok(Ok((status, siblings))) => {
-                if status.is_success() || status == StatusCode::MULTIPLE_CHOICES {
-                    Ok(Answer { siblings })
-                } else {
-                    Err(Failure::Status(status.as_u16()))
-                }
-            }
+            Ok(Ok(verdict)) => verdict,
             Ok(Err(_)) => {
                 self.connections[t] = None;
                 Err(Failure::Io)
@@ -207,5 +190,18 @@ impl Worker {
                 Err(Failure::Timeout)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_their_kind() {
+        assert_eq!(Failure::Status(503).to_string(), "503");
+        assert_eq!(Failure::Grpc(12).to_string(), "grpc-12");
+        assert_eq!(Failure::Malformed.to_string(), "malformed");
+        assert_eq!(Failure::Connect.to_string(), "connect");
     }
 }
