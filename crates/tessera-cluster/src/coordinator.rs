@@ -18,6 +18,7 @@ use std::time::Duration;
 use tessera_storage::{Cell, CellStore, Engine, RowKey, RowPage, RowSlice};
 use tokio::time::Instant;
 
+use crate::commit::RowWriter;
 use crate::error::CoordinatorError;
 use crate::exec::StorageRunner;
 use crate::membership::MembershipView;
@@ -58,6 +59,8 @@ impl Default for CoordinatorConfig {
 pub(crate) struct Inner<T, M, E: Engine> {
     pub(crate) local: NodeId,
     pub(crate) store: Arc<CellStore<E>>,
+    /// Where this node's own row writes go (group commit), shared with its replica.
+    pub(crate) writer: Arc<RowWriter<E>>,
     pub(crate) transport: T,
     pub(crate) membership: M,
     pub(crate) config: CoordinatorConfig,
@@ -168,10 +171,12 @@ impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
         membership: M,
         config: CoordinatorConfig,
     ) -> Self {
+        let writer = Arc::new(RowWriter::new(store.clone(), config.storage));
         Self {
             inner: Arc::new(Inner {
                 local: local.into(),
                 store,
+                writer,
                 transport,
                 membership,
                 config,
@@ -188,6 +193,12 @@ impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
     /// This node's replica data.
     pub fn store(&self) -> &Arc<CellStore<E>> {
         &self.inner.store
+    }
+
+    /// Where this node's row writes and merges are group-committed; give it to the node's
+    /// [`Replica`](crate::Replica) too, so that both share batches.
+    pub fn writer(&self) -> &Arc<RowWriter<E>> {
+        &self.inner.writer
     }
 
     /// The membership view.

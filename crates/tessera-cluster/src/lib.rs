@@ -11,6 +11,8 @@
 //!   quorums, background replication and read repair);
 //! - [`replica`]: the replica side, serving reads, merges and hints from the
 //!   local [`tessera_storage::CellStore`];
+//! - [`commit`]: group commit, the node's row writes and merges batched into
+//!   one engine write ([`RowWriter`]);
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
 //!   replicas that were down (sloppy quorum) once they are back.
 //!
@@ -19,6 +21,7 @@
 //! placement is decided.
 
 pub mod clock;
+pub mod commit;
 pub mod coordinator;
 pub mod error;
 pub mod exec;
@@ -39,6 +42,7 @@ mod write;
 
 pub use answer::ReadAnswer;
 pub use clock::{system_clock, system_now_ms, Clock};
+pub use commit::{CommitStats, RowWriter};
 pub use coordinator::{Coordinator, CoordinatorConfig, WriteCoordinator};
 pub use error::CoordinatorError;
 pub use exec::StorageRunner;

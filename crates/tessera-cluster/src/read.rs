@@ -332,12 +332,11 @@ async fn repair<T, M, E, A, R>(
         );
         let send: crate::transport::BoxFuture<'static, Result<(), String>> = if node == inner.local
         {
-            let store = inner.store.clone();
+            let writer = inner.writer.clone();
             let row = row.clone();
-            let runner = inner.config.storage;
             Box::pin(async move {
-                runner
-                    .run(move || store.merge_row(&row, &cells))
+                writer
+                    .merge_row(row, cells)
                     .await
                     .map(|_| ())
                     .map_err(|e| format!("local storage: {e}"))

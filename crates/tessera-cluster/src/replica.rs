@@ -1,8 +1,9 @@
 //! The replica side: what a node does with its peers' requests.
 //!
-//! Reads and merges go straight to the local [`CellStore`], and so do hints
-//! a coordinator asks this node to keep for a replica that is down
-//! ([`Request::StoreHint`], durable before the answer); a forwarded
+//! Reads go straight to the local [`CellStore`], merges to the node's group
+//! commit ([`RowWriter`], shared with its coordinator), and hints a coordinator
+//! asks this node to keep for a replica that is down ([`Request::StoreHint`],
+//! durable before the answer) to the store; a forwarded
 //! client write ([`Request::Coordinate`]) goes to this node's coordinator,
 //! attached after construction with [`Replica::set_coordinator`] because the
 //! coordinator and the network that delivers to this replica are built from
@@ -14,6 +15,7 @@ use tessera_storage::{CellStore, Engine, Hint, StorageError};
 use tracing::debug;
 
 use crate::clock::system_now_ms;
+use crate::commit::RowWriter;
 use crate::coordinator::WriteCoordinator;
 use crate::error::storage_kind;
 use crate::exec::StorageRunner;
@@ -24,6 +26,7 @@ use crate::transport::{BoxFuture, Handler, NodeId};
 pub struct Replica<E: Engine> {
     node: NodeId,
     store: Arc<CellStore<E>>,
+    writer: Arc<RowWriter<E>>,
     runner: StorageRunner,
     coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
 }
@@ -45,11 +48,24 @@ fn storage_failure(error: &StorageError) -> Response {
 }
 
 impl<E: Engine> Replica<E> {
-    /// The replica of node `node` over `store`, running storage calls with `runner`.
+    /// The replica of node `node` over `store`, running storage calls with `runner`, with a
+    /// group commit of its own.
     pub fn new(node: impl Into<NodeId>, store: Arc<CellStore<E>>, runner: StorageRunner) -> Self {
+        let writer = Arc::new(RowWriter::new(store.clone(), runner));
+        Self::sharing(node, writer, runner)
+    }
+
+    /// The replica of node `node`, merging through `writer` (the coordinator's, so that a node's
+    /// writes and merges share batches) and running other storage calls with `runner`.
+    pub fn sharing(
+        node: impl Into<NodeId>,
+        writer: Arc<RowWriter<E>>,
+        runner: StorageRunner,
+    ) -> Self {
         Self {
             node: node.into(),
-            store,
+            store: writer.store().clone(),
+            writer,
             runner,
             coordinator: RwLock::new(None),
         }
@@ -108,15 +124,18 @@ impl<E: Engine> Handler for Replica<E> {
                     Err(error) => storage_failure(&error),
                 }
             }),
-            Request::Merge { row, cells } => Box::pin(async move {
-                match runner.run(move || store.merge_row(&row, &cells)).await {
-                    Ok(outcomes) => Response::Merged {
-                        changed: u32::try_from(outcomes.iter().filter(|o| o.changed).count())
-                            .unwrap_or(u32::MAX),
-                    },
-                    Err(error) => storage_failure(&error),
-                }
-            }),
+            Request::Merge { row, cells } => {
+                let writer = self.writer.clone();
+                Box::pin(async move {
+                    match writer.merge_row(row, cells).await {
+                        Ok(outcomes) => Response::Merged {
+                            changed: u32::try_from(outcomes.iter().filter(|o| o.changed).count())
+                                .unwrap_or(u32::MAX),
+                        },
+                        Err(error) => storage_failure(&error),
+                    }
+                })
+            }
             Request::Coordinate { request } => match self.coordinator() {
                 Some(coordinator) => {
                     let write = coordinator.coordinate(request);

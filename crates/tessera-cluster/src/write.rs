@@ -305,13 +305,21 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
     let deadline = Instant::now() + inner.config.timeout;
     let mut quorum = WriteQuorum::new(req.required, req.replicas.clone());
 
-    let store = inner.store.clone();
-    let row = req.row.clone();
-    let writes = req.writes;
+    let writes = if req.writes.iter().all(|write| write.context.is_some()) {
+        with_contexts::<E>(None, &req.row, req.writes)?
+    } else {
+        let store = inner.store.clone();
+        let row = req.row.clone();
+        let writes = req.writes;
+        inner
+            .config
+            .storage
+            .run_point_read(move || with_contexts(Some(&store), &row, writes))
+            .await?
+    };
     let cells = inner
-        .config
-        .storage
-        .run(move || apply_locally(&store, &row, writes))
+        .writer
+        .write_row(req.row.clone(), writes, now_ms())
         .await?;
     quorum.on_ack(&inner.local);
 
@@ -418,21 +426,28 @@ fn kind_name(kind: &ErrorKind) -> &'static str {
     }
 }
 
-/// Resolves context-less writes against what this replica holds (a snapshot
-/// of each cell's join, so they supersede it), then writes with a new dot.
-fn apply_locally<E: Engine>(
-    store: &CellStore<E>,
+/// The cell writes of a client write. A context-less one supersedes what this replica holds
+/// now (a snapshot of the cell's join, read from `store`, which is needed only if some write has
+/// no context); the write itself then gets a new dot in the group commit.
+fn with_contexts<E: Engine>(
+    store: Option<&CellStore<E>>,
     row: &RowKey,
     writes: Vec<ClientWrite>,
-) -> Result<Vec<(Vec<u8>, Cell)>, StorageError> {
+) -> Result<Vec<CellWrite>, StorageError> {
     let mut cell_writes = Vec::with_capacity(writes.len());
     for write in writes {
-        let context = match write.context {
-            Some(context) => context,
-            None => store
+        let context = match (write.context, store) {
+            (Some(context), _) => context,
+            (None, Some(store)) => store
                 .read_cell(row, &write.column)?
                 .map(|cell| cell.join())
                 .unwrap_or_default(),
+            (None, None) => {
+                return Err(StorageError::InvalidBatch {
+                    reason: "internal error: a blind write reached the store without a snapshot"
+                        .to_owned(),
+                })
+            }
         };
         cell_writes.push(match write.value {
             Some(value) => CellWrite::Set {
@@ -446,7 +461,7 @@ fn apply_locally<E: Engine>(
             },
         });
     }
-    store.write_row(row, &cell_writes, now_ms())
+    Ok(cell_writes)
 }
 
 /// Hands the write to the first live replica that takes it. A replica that

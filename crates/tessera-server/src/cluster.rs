@@ -161,7 +161,11 @@ impl ClusterState {
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::new(node_id, store.clone(), runner));
+        let replica = Arc::new(Replica::sharing(
+            node_id,
+            coordinator.writer().clone(),
+            runner,
+        ));
         replica.set_coordinator(&coordinator);
         Ok(Self {
             secret,

@@ -37,4 +37,4 @@ pub use keys::{
 };
 pub use memory::MemoryEngine;
 pub use rocks::{RocksEngine, RocksOptions};
-pub use store::{CellStore, MergeOutcome, RowPage, RowSlice, StoreOptions};
+pub use store::{CellStore, MergeOutcome, RowOp, RowOutcome, RowPage, RowSlice, StoreOptions};

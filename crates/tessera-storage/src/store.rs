@@ -5,9 +5,13 @@
 //! ([`CellStore::merge_row`]) fold in sibling sets from other replicas. Both are
 //! read-modify-write cycles over several cells that must be atomic and must
 //! not lose concurrent updates, so each holds a striped per-row lock across its
-//! reads and its single [`WriteBatch`].
+//! reads and its single [`WriteBatch`]. Both are one case of [`CellStore::apply`]
+//! (in [`batch`]), which applies the writes of many rows in one engine write.
 
-use std::collections::BTreeMap;
+mod batch;
+
+pub use batch::{RowOp, RowOutcome};
+
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -15,7 +19,7 @@ use crate::cell::{decode_cell, encode_cell, is_deleted, Actor, Cell, CellValue, 
 use crate::engine::{CfStats, ColumnFamily, Engine, WriteBatch};
 use crate::error::{hex_key, StorageError};
 use crate::hints::HintIndex;
-use crate::keys::{cell_key, key_successor, prefix_successor, row_range, validate_column, RowKey};
+use crate::keys::{cell_key, key_successor, prefix_successor, row_range, RowKey};
 
 /// Default cap on siblings a coordinator write may create.
 pub const DEFAULT_MAX_SIBLINGS: usize = 100;
@@ -125,6 +129,14 @@ impl<E: Engine> std::fmt::Debug for CellStore<E> {
     }
 }
 
+/// `apply` answers each op with its own kind of outcome; anything else is a bug here, reported
+/// rather than panicked on.
+fn mismatched_outcome() -> StorageError {
+    StorageError::InvalidBatch {
+        reason: "internal error: the batch answered with the wrong kind of outcome".to_owned(),
+    }
+}
+
 fn lossy(column: &[u8]) -> String {
     String::from_utf8_lossy(column).into_owned()
 }
@@ -176,10 +188,14 @@ impl<E: Engine> CellStore<E> {
         &self.options
     }
 
-    fn stripe(&self, row: &RowKey) -> &RwLock<()> {
+    fn stripe_index(&self, row: &RowKey) -> usize {
         let mut hasher = DefaultHasher::new();
         row.hash(&mut hasher);
-        &self.locks[(hasher.finish() % self.locks.len() as u64) as usize]
+        (hasher.finish() % self.locks.len() as u64) as usize
+    }
+
+    fn stripe(&self, row: &RowKey) -> &RwLock<()> {
+        &self.locks[self.stripe_index(row)]
     }
 
     // A panic under a row lock (none is expected) cannot leave storage
@@ -284,34 +300,14 @@ impl<E: Engine> CellStore<E> {
         writes: &[CellWrite],
         now_ms: u64,
     ) -> Result<Vec<(Vec<u8>, Cell)>, StorageError> {
-        row.validate()?;
-        for write in writes {
-            validate_column(write.column())?;
+        match self.apply_one(RowOp::Write {
+            row,
+            writes,
+            now_ms,
+        })? {
+            RowOutcome::Written(cells) => Ok(cells),
+            RowOutcome::Merged(_) => Err(mismatched_outcome()),
         }
-        reject_duplicates(writes.iter().map(CellWrite::column))?;
-
-        let _locked = self.lock_row(row);
-        let mut batch = WriteBatch::new();
-        let mut cells = Vec::with_capacity(writes.len());
-        for write in writes {
-            let key = cell_key(row, write.column())?;
-            let stored = self.load(&key)?.unwrap_or_default();
-            let cell = stored.write(write.context(), &self.options.actor, write.to_value(now_ms));
-            let siblings = cell.sibling_count();
-            if siblings > self.options.max_siblings {
-                return Err(StorageError::TooManySiblings {
-                    column: lossy(write.column()),
-                    siblings,
-                    max: self.options.max_siblings,
-                });
-            }
-            batch.put(ColumnFamily::Data, key, encode_cell(&cell)?);
-            cells.push((write.column().to_vec(), cell));
-        }
-        if !batch.is_empty() {
-            self.engine.write(batch)?;
-        }
-        Ok(cells)
     }
 
     /// Replica-side merge (replication, read repair, anti-entropy), atomic.
@@ -325,44 +321,16 @@ impl<E: Engine> CellStore<E> {
         row: &RowKey,
         cells: &[(Vec<u8>, Cell)],
     ) -> Result<Vec<MergeOutcome>, StorageError> {
-        row.validate()?;
-        for (column, _) in cells {
-            validate_column(column)?;
+        match self.apply_one(RowOp::Merge { row, cells })? {
+            RowOutcome::Merged(outcomes) => Ok(outcomes),
+            RowOutcome::Written(_) => Err(mismatched_outcome()),
         }
+    }
 
-        let _locked = self.lock_row(row);
-        // column -> (key, what is stored, what will be stored)
-        let mut working: BTreeMap<&[u8], (Vec<u8>, Cell, Cell)> = BTreeMap::new();
-        let mut outcomes = Vec::with_capacity(cells.len());
-        for (column, incoming) in cells {
-            let entry = match working.entry(column.as_slice()) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    let key = cell_key(row, column)?;
-                    let stored = self.load(&key)?.unwrap_or_default();
-                    entry.insert((key, stored.clone(), stored))
-                }
-            };
-            let merged = entry.2.sync(incoming);
-            let changed = merged != entry.2;
-            entry.2 = merged.clone();
-            outcomes.push(MergeOutcome {
-                column: column.clone(),
-                cell: merged,
-                changed,
-            });
-        }
-
-        let mut batch = WriteBatch::new();
-        for (key, stored, merged) in working.into_values() {
-            if merged != stored {
-                batch.put(ColumnFamily::Data, key, encode_cell(&merged)?);
-            }
-        }
-        if !batch.is_empty() {
-            self.engine.write(batch)?;
-        }
-        Ok(outcomes)
+    fn apply_one(&self, op: RowOp<'_>) -> Result<RowOutcome, StorageError> {
+        self.apply(std::slice::from_ref(&op))
+            .pop()
+            .unwrap_or_else(|| Err(mismatched_outcome()))
     }
 
     /// Tombstones every live cell of the row, superseding everything stored,
