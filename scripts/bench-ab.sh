@@ -7,7 +7,8 @@
 #   scripts/bench-ab.sh OLD_BINARY NEW_BINARY      # e.g. copies of target/release/tessera
 #
 # Settings: BENCH_ROUNDS (2: each binary runs this many times), BENCH_DURATION (15),
-# BENCH_WARMUP (3), BENCH_KEYS (100000). Prints one line per run; logs and the commands run go to
+# BENCH_WARMUP (3), BENCH_KEYS (100000), BENCH_SERVE_FLAGS (extra `tessera serve` flags for both,
+# e.g. "--sync-writes true"), BENCH_WORKLOADS ("ycsb-a write-only"). Prints one line per run; logs and the commands run go to
 # $BENCH_OUT. Every process started is stopped on exit, and the temp dir removed.
 set -euo pipefail
 
@@ -19,6 +20,8 @@ ROUNDS=${BENCH_ROUNDS:-2}
 DURATION=${BENCH_DURATION:-15}
 WARMUP=${BENCH_WARMUP:-3}
 KEYS=${BENCH_KEYS:-100000}
+read -r -a SERVE_FLAGS <<<"${BENCH_SERVE_FLAGS:-}"
+WORKLOADS=${BENCH_WORKLOADS:-"ycsb-a write-only"}
 OUT=${BENCH_OUT:-$CARGO_TARGET_DIR/bench-ab/$(date -u +%Y%m%dT%H%M%SZ)}
 TARGETS=http://127.0.0.11:7000,http://127.0.0.12:7000,http://127.0.0.13:7000
 COMMON=(--target "$TARGETS" --table bench --keys "$KEYS" --connections 64 --value-size 100
@@ -47,14 +50,14 @@ one_run() {
         local seed=()
         [ "$i" = 1 ] || seed=(--seed 127.0.0.11:7000)
         local serve=(env RUST_LOG=warn "$bin" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000"
-            --data-dir "$WORK/data/n$i" "${seed[@]}")
+            --data-dir "$WORK/data/n$i" "${seed[@]}" "${SERVE_FLAGS[@]}")
         record "${serve[@]}"
         "${serve[@]}" >"$OUT/n$i.out" 2>>"$OUT/n$i.log" &
         PIDS+=($!)
     done
     wait_for_ring 3 127.0.0.11:7000 127.0.0.12:7000 127.0.0.13:7000
     run_logged timeout 600 "$BENCH" load "${COMMON[@]}" --create-table 3 --preload --duration 0 >/dev/null
-    for workload in ycsb-a write-only; do
+    for workload in $WORKLOADS; do
         printf '%s %s: ' "$label" "$workload"
         run_logged timeout $((DURATION + WARMUP + 60)) "$BENCH" load "${COMMON[@]}" --workload "$workload" \
             --duration "$DURATION" --warmup "$WARMUP" | tail -1

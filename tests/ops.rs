@@ -102,6 +102,14 @@ async fn metrics_are_prometheus_text() {
     let text = r.text();
     let all = samples(&text);
 
+    // The group commit counts every row write it applied (7 PUTs here) and its batches.
+    let total =
+        |name: &str| -> f64 { all.iter().filter(|s| s.name == name).map(|s| s.value).sum() };
+    let committed = total("tessera_storage_commit_writes_total");
+    let batches = total("tessera_storage_commit_batches_total");
+    assert!(committed >= 7.0, "{text}");
+    assert!(batches >= 1.0 && batches <= committed, "{text}");
+
     // Requests by method, route and status.
     assert!(
         has_type(&text, "tessera_http_requests_total", "counter"),

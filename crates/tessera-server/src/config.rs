@@ -72,10 +72,11 @@ pub struct LimitsConfig {
     pub sibling_warning: usize,
 }
 
-/// Storage threads per core when writes fsync. A thread waiting for an fsync uses no CPU, and
-/// RocksDB commits every writer waiting at once with one fsync, so more waiting writers mean
-/// fewer fsyncs per write: on the 2-core benchmark machine, 32 threads gave 47% more fsynced
-/// quorum writes than 2 (docs/performance.md).
+/// Storage threads per core when writes fsync. Row writes share fsyncs through the group commit
+/// whatever the pool size, but hints, hint deletes and metadata are written one call each: a
+/// thread waiting for an fsync uses no CPU, and RocksDB commits every writer waiting at once with
+/// one fsync, so more waiting writers mean fewer fsyncs per write (before the group commit, 32
+/// threads gave 47% more fsynced quorum writes than 2 on the benchmark machine).
 pub const SYNC_THREADS_PER_CORE: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,8 @@ pub struct Metrics {
     hints_pending: prometheus::IntGauge,
     hints_pending_by_target: IntGaugeVec,
     hints_delivered: IntCounter,
+    commit_batches: IntCounter,
+    commit_writes: IntCounter,
     hints_failed: IntCounter,
     hints_expired: IntCounter,
     membership_events: IntCounterVec,
@@ -91,6 +93,14 @@ impl Metrics {
             ),
             &["target"],
         )?;
+        let commit_batches = IntCounter::new(
+            "tessera_storage_commit_batches_total",
+            "Engine writes of the group commit; writes_total divided by this is the mean batch.",
+        )?;
+        let commit_writes = IntCounter::new(
+            "tessera_storage_commit_writes_total",
+            "Row writes, merges and read repairs applied by the group commit.",
+        )?;
         let hints_delivered = IntCounter::new(
             "tessera_hints_delivered_total",
             "Hints delivered to the node they were for.",
@@ -139,6 +149,8 @@ impl Metrics {
         registry.register(Box::new(cell_siblings.clone()))?;
         registry.register(Box::new(sibling_warnings.clone()))?;
         registry.register(Box::new(storage_bytes.clone()))?;
+        registry.register(Box::new(commit_batches.clone()))?;
+        registry.register(Box::new(commit_writes.clone()))?;
         registry.register(Box::new(storage_keys.clone()))?;
         Ok(Self {
             registry,
@@ -153,6 +165,8 @@ impl Metrics {
             hints_pending,
             hints_pending_by_target,
             hints_delivered,
+            commit_batches,
+            commit_writes,
             hints_failed,
             hints_expired,
             membership_events,
@@ -227,6 +241,17 @@ impl Metrics {
             (&self.hints_delivered, delivery.delivered),
             (&self.hints_failed, delivery.failed),
             (&self.hints_expired, delivery.expired),
+        ] {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+    }
+
+    /// Brings the group-commit counters up to the writer's own (which only ever grow).
+    pub fn record_commits(&self, stats: &tessera_cluster::CommitStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (counter, value) in [
+            (&self.commit_batches, stats.batches.load(Relaxed)),
+            (&self.commit_writes, stats.ops.load(Relaxed)),
         ] {
             counter.inc_by(value.saturating_sub(counter.get()));
         }

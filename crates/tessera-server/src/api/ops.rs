@@ -44,6 +44,8 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
     }
     node.metrics
         .record_coordinator(&node.cluster.coordinator.stats().snapshot());
+    node.metrics
+        .record_commits(node.cluster.coordinator.writer().stats());
     let text = node
         .metrics
         .render()
