@@ -221,3 +221,30 @@ async fn metrics_are_prometheus_text() {
     assert!(has_type(&text, "tessera_storage_bytes", "gauge"), "{text}");
     assert!(has_type(&text, "tessera_storage_keys", "gauge"), "{text}");
 }
+
+/// `storage.memtable_mb` reaches RocksDB: its own OPTIONS file, which it rewrites on open,
+/// records the memtable size the node asked for (the block cache's size is not in that file).
+#[tokio::test]
+async fn storage_sizes_from_the_config_file_reach_rocksdb() {
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("node.toml");
+    std::fs::write(&path, "[storage]\nmemtable_mb = 3\nblock_cache_mb = 5\n").unwrap();
+    let node = TestNode::start(
+        NodeOptions::default()
+            .arg("--config")
+            .arg(path.to_str().unwrap()),
+    );
+    node.client().health().await.expect(200);
+    let rocksdb = node.data_dir().join("rocksdb");
+    let options = std::fs::read_dir(&rocksdb)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("OPTIONS-"))
+        .max_by_key(|entry| entry.file_name())
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap())
+        .expect("RocksDB writes an OPTIONS file");
+    assert!(
+        options.contains(&format!("write_buffer_size={}", 3 << 20)),
+        "{options}"
+    );
+}

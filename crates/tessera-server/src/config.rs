@@ -84,6 +84,8 @@ pub const SYNC_THREADS_PER_CORE: usize = 16;
 pub struct StorageConfig {
     pub sync_writes: bool,
     pub blocking_threads: usize,
+    pub block_cache_mb: usize,
+    pub memtable_mb: usize,
 }
 
 impl StorageConfig {
@@ -249,6 +251,16 @@ impl Config {
         if self.limits.max_siblings == 0 {
             return Err(invalid("limits.max_siblings", &0, "must be at least 1"));
         }
+        if self.storage.block_cache_mb == 0 {
+            return Err(invalid("storage.block_cache_mb", &0, "must be at least 1"));
+        }
+        if !(1..=4096).contains(&self.storage.memtable_mb) {
+            return Err(invalid(
+                "storage.memtable_mb",
+                &self.storage.memtable_mb,
+                "must be from 1 to 4096",
+            ));
+        }
         if self.cluster.secret.is_empty() {
             return Err(invalid("cluster.secret", &"\"\"", "must not be empty"));
         }
@@ -373,6 +385,8 @@ mod tests {
         let mut storage = StorageConfig {
             sync_writes: false,
             blocking_threads: 0,
+            block_cache_mb: 256,
+            memtable_mb: 64,
         };
         assert_eq!(storage.blocking_threads(), cores);
         storage.sync_writes = true;
@@ -392,6 +406,19 @@ mod tests {
         let mut config = Config::load(None).unwrap();
         config.membership.probe_interval_ms = 0;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn bad_storage_sizes_are_refused() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.storage.block_cache_mb, 256);
+        assert_eq!(config.storage.memtable_mb, 64);
+        for (cache, memtable) in [(0, 64), (256, 0), (256, 4097)] {
+            let mut config = Config::load(None).unwrap();
+            config.storage.block_cache_mb = cache;
+            config.storage.memtable_mb = memtable;
+            assert!(config.validate().is_err(), "{cache} {memtable}");
+        }
     }
 
     #[test]

@@ -97,6 +97,8 @@ impl Node {
             &data_dir.join("rocksdb"),
             &RocksOptions {
                 sync_writes: config.storage.sync_writes,
+                block_cache_bytes: config.storage.block_cache_mb << 20,
+                write_buffer_bytes: config.storage.memtable_mb << 20,
                 ..RocksOptions::default()
             },
         )?;
