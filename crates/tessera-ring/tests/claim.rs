@@ -33,6 +33,33 @@ fn new_rings_everywhere() {
     }
 }
 
+/// A cluster that grows one join at a time from its first node (as nodes discovered by gossip
+/// build their ring) keeps every ring within the strict band once Q/S ≥ 8: `make run`'s three
+/// nodes once ended at 81/81/94 of 256, 10.2 % above even for the newest.
+#[test]
+fn rings_grown_one_join_at_a_time_stay_in_band() {
+    for q in PARTITIONS {
+        let scheme = PartitionScheme::new(q.into()).unwrap();
+        for n in 1..=5u32 {
+            let mut ring = Ring::new(scheme, names("n", 1), n).unwrap();
+            for s in 2..=24usize {
+                ring = ring.with_node_added(format!("j{s:03}")).unwrap();
+                if !dense(q, s) {
+                    continue;
+                }
+                let (lo, hi) = band(q, s);
+                let l = loads(&ring);
+                assert!(
+                    l.iter().all(|&x| lo <= x && x <= hi),
+                    "Q={q} N={n} S={s}: loads {l:?} outside [{lo}, {hi}]"
+                );
+            }
+        }
+    }
+    // The strict band of 3 nodes over 256 partitions.
+    assert_eq!(band(256, 3), (77, 93));
+}
+
 /// Claim depends only on the set of nodes, not on the order they are given in.
 #[test]
 fn claim_is_deterministic() {

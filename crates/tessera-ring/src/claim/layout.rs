@@ -47,13 +47,14 @@ impl std::ops::Add for Score {
     }
 }
 
-/// The loads a ring of `nodes` nodes over `partitions` partitions should keep: within ±10 % of even,
-/// rounded outwards (so never tighter than the floor and ceiling of the even share), and at least
-/// one partition each, since a node that owns nothing would never be a replica.
+/// The loads a ring of `nodes` nodes over `partitions` partitions should keep: the whole numbers
+/// within ±10 % of even, widened only where that leaves out the floor or ceiling of the even share
+/// (which no ring can beat), and at least one partition each, since a node that owns nothing would
+/// never be a replica.
 pub(crate) fn load_band(partitions: usize, nodes: usize) -> (u32, u32) {
     let (q, s) = (partitions as u64, nodes.max(1) as u64);
-    let lo = ((9 * q) / (10 * s)).max(1);
-    let hi = (11 * q).div_ceil(10 * s);
+    let lo = (9 * q).div_ceil(10 * s).min(q / s).max(1);
+    let hi = ((11 * q) / (10 * s)).max(q.div_ceil(s));
     (lo as u32, hi as u32)
 }
 
@@ -241,9 +242,13 @@ mod tests {
 
     #[test]
     fn band_is_ten_percent_rounded_outwards() {
-        assert_eq!(load_band(256, 3), (76, 94));
-        assert_eq!(load_band(64, 64), (1, 2));
-        assert_eq!(load_band(1024, 1), (921, 1127));
+        // 85.3 even: [76.8, 93.9] holds the whole numbers 77 to 93.
+        assert_eq!(load_band(256, 3), (77, 93));
+        // One each is the only even ring; ±10 % of 1 holds no other whole number.
+        assert_eq!(load_band(64, 64), (1, 1));
+        assert_eq!(load_band(1024, 1), (922, 1126));
+        // 1.9 even: ±10 % holds no whole number, so the band is the floor and ceiling.
+        assert_eq!(load_band(64, 33), (1, 2));
     }
 
     #[test]

@@ -14,10 +14,14 @@ pub fn loads(ring: &Ring) -> Vec<usize> {
     ring.nodes().map(|n| ring.partitions_of(n).len()).collect()
 }
 
-/// The ±10 % band, rounded outwards: `[floor(0.9·Q/S), ceil(1.1·Q/S)]`.
+/// The ±10 % band in whole partitions: `[ceil(0.9·Q/S), floor(1.1·Q/S)]`, widened only to take
+/// in the floor and ceiling of Q/S where it would leave them out.
 pub fn band(q: u32, s: usize) -> (usize, usize) {
     let (q, s) = (q as usize, s);
-    ((9 * q) / (10 * s), (11 * q).div_ceil(10 * s))
+    (
+        (9 * q).div_ceil(10 * s).min(q / s),
+        ((11 * q) / (10 * s)).max(q.div_ceil(s)),
+    )
 }
 
 /// `ceil(1.2·Q/S)`, the most partitions one change may move.
