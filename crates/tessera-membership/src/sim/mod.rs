@@ -79,7 +79,10 @@ pub struct Sim {
     pub bytes: u64,
     /// Largest datagram seen.
     pub max_datagram: usize,
+    /// For debugging a simulation: the member whose delivered datagrams are decoded into
+    /// `traced` (none by default, so runs pay nothing for it).
     pub trace: Option<usize>,
+    /// The traced member's delivered messages, with their delivery times (ms).
     pub traced: Vec<(u64, crate::Message)>,
 }
 
