@@ -20,6 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use tessera_storage::cell::approx_cell_bytes;
 use tessera_storage::{
     Cell, CellStore, CellWrite, Engine, MergeOutcome, RowKey, RowOp, RowOutcome, StorageError,
 };
@@ -75,14 +76,7 @@ impl QueuedOp {
                 .sum(),
             QueuedOp::Merge { cells, .. } => cells
                 .iter()
-                .map(|(column, cell)| {
-                    column.len()
-                        + cell
-                            .values()
-                            .iter()
-                            .map(|v| v.data.as_ref().map_or(0, Vec::len))
-                            .sum::<usize>()
-                })
+                .map(|(column, cell)| column.len() + approx_cell_bytes(cell))
                 .sum(),
         }
     }

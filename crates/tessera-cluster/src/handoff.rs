@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tessera_storage::cell::approx_cell_bytes;
 use tessera_storage::{CellStore, Engine, Hint, HintKey, HintTargetStats};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -223,14 +224,7 @@ fn payload_bytes(hint: &Hint) -> usize {
         + hint
             .cells
             .iter()
-            .map(|(column, cell)| {
-                column.len()
-                    + cell
-                        .values()
-                        .iter()
-                        .map(|v| v.data.as_ref().map_or(0, Vec::len) + 16)
-                        .sum::<usize>()
-            })
+            .map(|(column, cell)| column.len() + approx_cell_bytes(cell))
             .sum::<usize>()
 }
 

@@ -109,6 +109,15 @@ pub fn live_values(cell: &Cell) -> Vec<&[u8]> {
         .collect()
 }
 
+/// About how many bytes a cell's versions carry: their values, plus 16 for each version's
+/// timestamp and dot. An estimate for sizing batches and hints, not the encoded size.
+pub fn approx_cell_bytes(cell: &Cell) -> usize {
+    cell.values()
+        .iter()
+        .map(|v| v.data.as_ref().map_or(0, Vec::len) + 16)
+        .sum()
+}
+
 /// The stored form of a cell.
 pub fn encode_cell(cell: &Cell) -> Result<Vec<u8>, StorageError> {
     encode_versioned("cell", cell)
