@@ -1,8 +1,11 @@
 //! `tessera cluster ...`: operator commands that talk to a running cluster over its HTTP API.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+
+use crate::output;
 use clap::Subcommand;
 use serde_json::Value;
 
@@ -31,23 +34,28 @@ async fn status(node: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot ask {node} for the cluster"))?;
     let members = view["members"].as_array().cloned().unwrap_or_default();
-    println!(
+    // Each piece is written whole once it is known; the rows wait on other nodes' answers.
+    let mut out = String::new();
+    writeln!(
+        out,
         "Cluster as seen from {} ({node}): {} members, ring epoch {} ({}), membership {}\n",
         view["node"].as_str().unwrap_or("?"),
         members.len(),
         view["ring_epoch"],
         view["ring"].as_str().unwrap_or("?"),
         view["membership"].as_str().unwrap_or("?"),
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<10} {:<22} {:<8} {:<8} {:>11} {:>6} {:<10} {:>10}",
         "ID", "ADDRESS", "STATE", "STATUS", "INCARNATION", "PHI", "REACHABLE", "PARTITIONS"
-    );
+    )?;
     for member in &members {
         let phi = member["phi"]
             .as_f64()
             .map_or_else(|| "-".to_owned(), |phi| format!("{phi:.2}"));
-        println!(
+        writeln!(
+            out,
             "{:<10} {:<22} {:<8} {:<8} {:>11} {:>6} {:<10} {:>10}",
             text(&member["id"]),
             text(&member["address"]),
@@ -61,21 +69,22 @@ async fn status(node: &str) -> anyhow::Result<()> {
                 "no"
             },
             member["partitions"],
-        );
+        )?;
     }
 
     // What each member can reach: one row per member asked.
     let ids: Vec<String> = members.iter().map(|m| text(&m["id"])).collect();
-    println!("\nWhat each node can reach (row: the node asked):");
-    print!("{:<10}", "");
+    writeln!(out, "\nWhat each node can reach (row: the node asked):")?;
+    write!(out, "{:<10}", "")?;
     for id in &ids {
-        print!(" {id:<8}");
+        write!(out, " {id:<8}")?;
     }
-    println!();
+    writeln!(out)?;
+    output::emit(&mut out)?;
     let mut unreachable = 0;
     for member in &members {
         let id = text(&member["id"]);
-        print!("{id:<10}");
+        write!(out, "{id:<10}")?;
         match fetch(&client, &format!("http://{}", text(&member["address"]))).await {
             Ok(seen) => {
                 let seen = seen["members"].as_array().cloned().unwrap_or_default();
@@ -91,15 +100,16 @@ async fn status(node: &str) -> anyhow::Result<()> {
                             }
                         })
                         .unwrap_or("?");
-                    print!(" {mark:<8}");
+                    write!(out, " {mark:<8}")?;
                 }
-                println!();
+                writeln!(out)?;
             }
             Err(err) => {
                 unreachable += 1;
-                println!(" (cannot ask it: {err:#})");
+                writeln!(out, " (cannot ask it: {err:#})")?;
             }
         }
+        output::emit(&mut out)?;
     }
     if unreachable > 0 {
         bail!("{unreachable} of {} members did not answer", members.len());

@@ -5,6 +5,7 @@
 //! - `tessera cluster status` shows the members and what each of them can reach.
 
 mod cluster_cmd;
+mod output;
 mod serve_args;
 
 use anyhow::Context as _;
@@ -70,8 +71,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Config(args) => {
             let config = args.resolve()?;
-            print!("{}", toml::to_string_pretty(&config)?);
-            Ok(())
+            output::emit(&mut toml::to_string_pretty(&config)?)
         }
     }
 }
