@@ -120,12 +120,6 @@ fn stopped() -> StorageError {
     }
 }
 
-fn mismatched() -> StorageError {
-    StorageError::InvalidBatch {
-        reason: "internal error: the batch answered with the wrong kind of outcome".to_owned(),
-    }
-}
-
 impl<E: Engine> RowWriter<E> {
     /// A writer to `store`, running storage calls with `runner`.
     pub fn new(store: Arc<CellStore<E>>, runner: StorageRunner) -> Self {
@@ -159,17 +153,13 @@ impl<E: Engine> RowWriter<E> {
         writes: Vec<CellWrite>,
         now_ms: u64,
     ) -> Result<Vec<(Vec<u8>, Cell)>, StorageError> {
-        match self
-            .submit(QueuedOp::Write {
-                row,
-                writes,
-                now_ms,
-            })
-            .await?
-        {
-            RowOutcome::Written(cells) => Ok(cells),
-            RowOutcome::Merged(_) => Err(mismatched()),
-        }
+        self.submit(QueuedOp::Write {
+            row,
+            writes,
+            now_ms,
+        })
+        .await?
+        .into_written()
     }
 
     /// [`CellStore::merge_row`], group-committed.
@@ -178,10 +168,9 @@ impl<E: Engine> RowWriter<E> {
         row: RowKey,
         cells: Vec<(Vec<u8>, Cell)>,
     ) -> Result<Vec<MergeOutcome>, StorageError> {
-        match self.submit(QueuedOp::Merge { row, cells }).await? {
-            RowOutcome::Merged(outcomes) => Ok(outcomes),
-            RowOutcome::Written(_) => Err(mismatched()),
-        }
+        self.submit(QueuedOp::Merge { row, cells })
+            .await?
+            .into_merged()
     }
 
     async fn submit(&self, op: QueuedOp) -> Result<RowOutcome, StorageError> {

@@ -129,14 +129,6 @@ impl<E: Engine> std::fmt::Debug for CellStore<E> {
     }
 }
 
-/// `apply` answers each op with its own kind of outcome; anything else is a bug here, reported
-/// rather than panicked on.
-fn mismatched_outcome() -> StorageError {
-    StorageError::InvalidBatch {
-        reason: "internal error: the batch answered with the wrong kind of outcome".to_owned(),
-    }
-}
-
 fn lossy(column: &[u8]) -> String {
     String::from_utf8_lossy(column).into_owned()
 }
@@ -300,14 +292,12 @@ impl<E: Engine> CellStore<E> {
         writes: &[CellWrite],
         now_ms: u64,
     ) -> Result<Vec<(Vec<u8>, Cell)>, StorageError> {
-        match self.apply_one(RowOp::Write {
+        self.apply_one(RowOp::Write {
             row,
             writes,
             now_ms,
-        })? {
-            RowOutcome::Written(cells) => Ok(cells),
-            RowOutcome::Merged(_) => Err(mismatched_outcome()),
-        }
+        })?
+        .into_written()
     }
 
     /// Replica-side merge (replication, read repair, anti-entropy), atomic.
@@ -321,16 +311,17 @@ impl<E: Engine> CellStore<E> {
         row: &RowKey,
         cells: &[(Vec<u8>, Cell)],
     ) -> Result<Vec<MergeOutcome>, StorageError> {
-        match self.apply_one(RowOp::Merge { row, cells })? {
-            RowOutcome::Merged(outcomes) => Ok(outcomes),
-            RowOutcome::Written(_) => Err(mismatched_outcome()),
-        }
+        self.apply_one(RowOp::Merge { row, cells })?.into_merged()
     }
 
     fn apply_one(&self, op: RowOp<'_>) -> Result<RowOutcome, StorageError> {
         self.apply(std::slice::from_ref(&op))
             .pop()
-            .unwrap_or_else(|| Err(mismatched_outcome()))
+            .unwrap_or_else(|| {
+                Err(StorageError::InvalidBatch {
+                    reason: "internal error: a batch of one answered nothing".to_owned(),
+                })
+            })
     }
 
     /// Tombstones every live cell of the row, superseding everything stored,

@@ -84,6 +84,30 @@ pub enum RowOutcome {
     Merged(Vec<MergeOutcome>),
 }
 
+impl RowOutcome {
+    /// A write's cells; a merge's outcome here is a bug, reported rather than panicked on.
+    pub fn into_written(self) -> Result<Vec<(Vec<u8>, Cell)>, StorageError> {
+        match self {
+            RowOutcome::Written(cells) => Ok(cells),
+            RowOutcome::Merged(_) => Err(mismatched("a write")),
+        }
+    }
+
+    /// A merge's outcomes; a write's cells here are a bug, reported rather than panicked on.
+    pub fn into_merged(self) -> Result<Vec<MergeOutcome>, StorageError> {
+        match self {
+            RowOutcome::Merged(outcomes) => Ok(outcomes),
+            RowOutcome::Written(_) => Err(mismatched("a merge")),
+        }
+    }
+}
+
+fn mismatched(op: &str) -> StorageError {
+    StorageError::InvalidBatch {
+        reason: format!("internal error: {op} was answered with the other kind of outcome"),
+    }
+}
+
 /// A cell the batch has touched: what the engine holds, and what the batch will leave.
 struct Touched {
     stored: Cell,
