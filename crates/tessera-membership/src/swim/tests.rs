@@ -478,29 +478,17 @@ fn suspicion_timeout_shrinks_with_independent_confirmations() {
     let t0 = 100;
     let mut a = suspected_b(t0);
     assert_eq!(a.suspicions["b"].deadline(), t0 + 5000);
-    let confirm = |a: &mut Swim, by: &str, at| {
-        a.handle_message(
-            &id(by).addr,
-            msg(
-                by,
-                0,
-                Body::Updates,
-                vec![update("b", 0, State::Suspect, Some(by))],
-            ),
-            at,
-        );
-    };
-    confirm(&mut a, "c", t0 + 10);
+    confirm_b(&mut a, "c", t0 + 10);
     assert_eq!(
         a.suspicions["b"].deadline(),
         t0 + 5000,
         "the first suspecter is no confirmation"
     );
-    confirm(&mut a, "d", t0 + 20);
+    confirm_b(&mut a, "d", t0 + 20);
     assert_eq!(a.suspicions["b"].deadline(), t0 + 3000);
-    confirm(&mut a, "e", t0 + 30);
+    confirm_b(&mut a, "e", t0 + 30);
     assert_eq!(a.suspicions["b"].deadline(), t0 + 1830);
-    confirm(&mut a, "f", t0 + 40);
+    confirm_b(&mut a, "f", t0 + 40);
     assert_eq!(a.suspicions["b"].deadline(), t0 + 1000);
     // Fully confirmed: dead at the minimum (or when a probe of b in flight then ends), without
     // a verification probe.
