@@ -24,6 +24,8 @@
 mod answer;
 pub mod etcd;
 pub mod etcd_grpc;
+mod grpc_conn;
+mod http1;
 mod request;
 mod target;
 mod worker;
@@ -35,13 +37,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use request::{Protocol, Requests};
+pub use request::{Protocol, Requests, Wire};
 pub use target::{Connection, Target, Transport};
 pub use worker::{Failure, Shared, Stats, Worker};
 pub use workload::{Distribution, Op, OpChooser, Paths, Workload};
@@ -330,29 +329,22 @@ fn http_error(target: &Target, what: &'static str, error: impl std::fmt::Display
 /// `PUT /v1/tables/{table}` with `{"replication": N}`; 200 and 201 are both fine.
 async fn create_table(target: &Target, table: &str, replication: u32) -> Result<(), BenchError> {
     const WHAT: &str = "creating the table";
-    let mut connection = Connection::open(target, Transport::Http1)
+    let mut connection = http1::Http1Connection::open(target.addr)
         .await
         .map_err(|e| http_error(target, WHAT, e))?;
-    let request = Request::builder()
-        .method(Method::PUT)
-        .uri(format!("/v1/tables/{table}"))
-        .header(HOST, target.host.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(format!(
-            "{{\"replication\": {replication}}}"
-        ))))
-        .map_err(|e| http_error(target, WHAT, e))?;
-    let response = connection
-        .send(request)
+    let body = format!("{{\"replication\": {replication}}}");
+    let request = request::http1_request(
+        "PUT",
+        &format!("/v1/tables/{table}"),
+        &target.authority,
+        Some("application/json"),
+        body.as_bytes(),
+    );
+    let reply = connection
+        .exchange(&request)
         .await
         .map_err(|e| http_error(target, WHAT, e))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| http_error(target, WHAT, e))?
-        .to_bytes();
+    let (status, body) = (reply.status, reply.body);
     if status == 200 || status == 201 {
         Ok(())
     } else {
@@ -360,7 +352,7 @@ async fn create_table(target: &Target, table: &str, replication: u32) -> Result<
             table: table.to_owned(),
             target: target.url.clone(),
             status,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: String::from_utf8_lossy(body).into_owned(),
         })
     }
 }

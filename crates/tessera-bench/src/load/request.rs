@@ -4,9 +4,6 @@
 
 use bytes::Bytes;
 use clap::ValueEnum;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, TE};
-use hyper::{Method, Request};
 
 use super::etcd::{self, EtcdBodies};
 use super::etcd_grpc::{self, GrpcBodies};
@@ -66,9 +63,43 @@ pub enum Requests {
     EtcdGrpc(GrpcBodies),
 }
 
-static JSON: HeaderValue = HeaderValue::from_static("application/json");
-static GRPC: HeaderValue = HeaderValue::from_static(etcd_grpc::CONTENT_TYPE);
-static TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
+/// One request, ready for its connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A whole HTTP/1.1 request, head and body, as it goes on the socket.
+    Http1(Vec<u8>),
+    /// A unary gRPC call: the method's path and the framed message.
+    Grpc {
+        /// `/etcdserverpb.KV/Put` or `/etcdserverpb.KV/Range`.
+        path: &'static str,
+        /// The length-prefixed protobuf message.
+        body: Bytes,
+    },
+}
+
+/// An HTTP/1.1 request's bytes. `path` must be a valid request target (the paths built here are:
+/// percent-encoded by `Paths`, or constants).
+pub fn http1_request(
+    method: &str,
+    path: &str,
+    host: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(96 + path.len() + host.len() + body.len());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{method} {path} HTTP/1.1\r\nhost: {host}\r\n");
+    if let Some(content_type) = content_type {
+        let _ = write!(out, "content-type: {content_type}\r\n");
+    }
+    if !body.is_empty() || method != "GET" {
+        let _ = write!(out, "content-length: {}\r\n", body.len());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
 
 impl Requests {
     /// The protocol these requests speak.
@@ -81,50 +112,40 @@ impl Requests {
     }
 
     /// The request for `op`, to `target`.
-    pub fn build(
-        &self,
-        op: Op,
-        target: &Target,
-    ) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
-        let host = &target.host;
+    pub fn build(&self, op: Op, target: &Target) -> Wire {
+        let host = &target.authority;
         match self {
-            Requests::Tessera { paths, value } => {
-                let (method, key, body) = match op {
-                    Op::Read(key) => (Method::GET, key, Bytes::new()),
-                    Op::Write(key) => (Method::PUT, key, value.clone()),
-                };
-                Request::builder()
-                    .method(method)
-                    .uri(paths.cell(key))
-                    .header(HOST, host.clone())
-                    .body(Full::new(body))
-            }
+            Requests::Tessera { paths, value } => match op {
+                Op::Read(key) => {
+                    Wire::Http1(http1_request("GET", &paths.cell(key), host, None, b""))
+                }
+                Op::Write(key) => {
+                    Wire::Http1(http1_request("PUT", &paths.cell(key), host, None, value))
+                }
+            },
             Requests::Etcd(bodies) => {
                 let (path, body) = match op {
                     Op::Read(key) => (etcd::RANGE_PATH, bodies.range(key)),
                     Op::Write(key) => (etcd::PUT_PATH, bodies.put(key)),
                 };
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(path)
-                    .header(HOST, host.clone())
-                    .header(CONTENT_TYPE, JSON.clone())
-                    .body(Full::new(Bytes::from(body)))
+                Wire::Http1(http1_request(
+                    "POST",
+                    path,
+                    host,
+                    Some("application/json"),
+                    body.as_bytes(),
+                ))
             }
-            Requests::EtcdGrpc(bodies) => {
-                let (path, body) = match op {
-                    Op::Read(key) => (etcd_grpc::RANGE_PATH, bodies.range(key)),
-                    Op::Write(key) => (etcd_grpc::PUT_PATH, bodies.put(key)),
-                };
-                // HTTP/2 carries the host in `:authority`, from the absolute URI; `te: trailers`
-                // is what gRPC requires of a client, to say it reads the status in the trailers.
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(target.absolute(path)?)
-                    .header(CONTENT_TYPE, GRPC.clone())
-                    .header(TE, TRAILERS.clone())
-                    .body(Full::new(body))
-            }
+            Requests::EtcdGrpc(bodies) => match op {
+                Op::Read(key) => Wire::Grpc {
+                    path: etcd_grpc::RANGE_PATH,
+                    body: bodies.range(key),
+                },
+                Op::Write(key) => Wire::Grpc {
+                    path: etcd_grpc::PUT_PATH,
+                    body: bodies.put(key),
+                },
+            },
         }
     }
 }
@@ -132,52 +153,54 @@ impl Requests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
-
-    async fn body(request: Request<Full<Bytes>>) -> Bytes {
-        request.into_body().collect().await.unwrap().to_bytes()
-    }
 
     async fn target(url: &str) -> Target {
         Target::resolve(url).await.unwrap()
+    }
+
+    fn http1(wire: Wire) -> String {
+        match wire {
+            Wire::Http1(bytes) => String::from_utf8(bytes).unwrap(),
+            other => panic!("not HTTP/1.1: {other:?}"),
+        }
     }
 
     #[tokio::test]
     async fn etcd_requests_are_json_posts() {
         let host = target("http://127.0.0.31:2379").await;
         let requests = Requests::Etcd(EtcdBodies::new(b"v"));
-        let put = requests.build(Op::Write(3), &host).unwrap();
-        assert_eq!(put.method(), Method::POST);
-        assert_eq!(put.uri(), "/v3/kv/put");
-        assert_eq!(put.headers()[CONTENT_TYPE], "application/json");
-        assert_eq!(put.headers()[HOST], "127.0.0.31:2379");
-        assert_eq!(body(put).await, r#"{"key":"azM=","value":"dg=="}"#);
-        let range = requests.build(Op::Read(3), &host).unwrap();
-        assert_eq!(range.method(), Method::POST);
-        assert_eq!(range.uri(), "/v3/kv/range");
-        assert_eq!(body(range).await, r#"{"key":"azM="}"#);
+        assert_eq!(requests.protocol().transport(), Transport::Http1);
+        assert_eq!(
+            http1(requests.build(Op::Write(3), &host)),
+            "POST /v3/kv/put HTTP/1.1\r\nhost: 127.0.0.31:2379\r\n\
+             content-type: application/json\r\ncontent-length: 29\r\n\r\n\
+             {\"key\":\"azM=\",\"value\":\"dg==\"}"
+        );
+        assert_eq!(
+            http1(requests.build(Op::Read(3), &host)),
+            "POST /v3/kv/range HTTP/1.1\r\nhost: 127.0.0.31:2379\r\n\
+             content-type: application/json\r\ncontent-length: 14\r\n\r\n{\"key\":\"azM=\"}"
+        );
     }
 
     #[tokio::test]
-    async fn etcd_grpc_requests_are_absolute_grpc_posts() {
+    async fn etcd_grpc_requests_are_framed_messages() {
         let host = target("http://127.0.0.31:2379").await;
         let requests = Requests::EtcdGrpc(GrpcBodies::new(b"v").unwrap());
         assert_eq!(requests.protocol().transport(), Transport::Http2);
-        let put = requests.build(Op::Write(3), &host).unwrap();
-        assert_eq!(put.method(), Method::POST);
-        assert_eq!(put.uri(), "http://127.0.0.31:2379/etcdserverpb.KV/Put");
-        assert_eq!(put.headers()[CONTENT_TYPE], "application/grpc");
-        assert_eq!(put.headers()[TE], "trailers");
-        assert!(put.headers().get(HOST).is_none());
         assert_eq!(
-            body(put).await.as_ref(),
-            [0, 0, 0, 0, 7, 0x0a, 2, b'k', b'3', 0x12, 1, b'v']
+            requests.build(Op::Write(3), &host),
+            Wire::Grpc {
+                path: "/etcdserverpb.KV/Put",
+                body: Bytes::from_static(&[0, 0, 0, 0, 7, 0x0a, 2, b'k', b'3', 0x12, 1, b'v']),
+            }
         );
-        let range = requests.build(Op::Read(3), &host).unwrap();
-        assert_eq!(range.uri(), "http://127.0.0.31:2379/etcdserverpb.KV/Range");
         assert_eq!(
-            body(range).await.as_ref(),
-            [0, 0, 0, 0, 4, 0x0a, 2, b'k', b'3']
+            requests.build(Op::Read(3), &host),
+            Wire::Grpc {
+                path: "/etcdserverpb.KV/Range",
+                body: Bytes::from_static(&[0, 0, 0, 0, 4, 0x0a, 2, b'k', b'3']),
+            }
         );
     }
 
@@ -188,12 +211,15 @@ mod tests {
             paths: Paths::new("bench", "v", Some("one")).unwrap(),
             value: Bytes::from_static(b"xyz"),
         };
-        let put = requests.build(Op::Write(9), &host).unwrap();
-        assert_eq!(put.method(), Method::PUT);
-        assert_eq!(put.uri(), "/v1/tables/bench/rows/k9/v?consistency=one");
-        assert_eq!(body(put).await, "xyz");
-        let get = requests.build(Op::Read(9), &host).unwrap();
-        assert_eq!(get.method(), Method::GET);
-        assert!(body(get).await.is_empty());
+        assert_eq!(
+            http1(requests.build(Op::Write(9), &host)),
+            "PUT /v1/tables/bench/rows/k9/v?consistency=one HTTP/1.1\r\n\
+             host: 127.0.0.11:7000\r\ncontent-length: 3\r\n\r\nxyz"
+        );
+        assert_eq!(
+            http1(requests.build(Op::Read(9), &host)),
+            "GET /v1/tables/bench/rows/k9/v?consistency=one HTTP/1.1\r\n\
+             host: 127.0.0.11:7000\r\n\r\n"
+        );
     }
 }

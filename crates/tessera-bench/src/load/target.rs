@@ -2,24 +2,23 @@
 //! HTTP/1.1 for Tessera and etcd's JSON gateway, HTTP/2 (cleartext, prior knowledge) for etcd's
 //! gRPC.
 //!
-//! A bare `hyper::client::conn` connection, not a pooled client: a closed-loop worker has exactly
-//! one request in flight, so a pool would only add locking and bookkeeping to every request. An
-//! HTTP/2 connection could multiplex more, but it also carries one request at a time, so that
-//! every protocol is compared at the same concurrency and connection count.
+//! Both are lean clients driven by the worker's own task ([`Http1Connection`],
+//! [`GrpcConnection`]), not hyper's client, whose connection task and channels cost more CPU per
+//! request than the rest of the generator (see `http1`): the generator shares the machine's cores
+//! with the system it measures. A closed-loop worker has exactly one request in flight, so there
+//! is no pool. An HTTP/2 connection could multiplex more, but it also carries one request at a
+//! time, so that every protocol is compared at the same concurrency and connection count.
 
+use std::io;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper::header::HeaderValue;
-use hyper::http::uri::{Authority, InvalidUriParts, Parts, PathAndQuery, Scheme};
-use hyper::{Request, Response, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use hyper::Uri;
 
+use super::answer::{self, Answer};
+use super::grpc_conn::GrpcConnection;
+use super::http1::Http1Connection;
+use super::request::Wire;
+use super::worker::Failure;
 use crate::error::BenchError;
 
 /// A node to send requests to.
@@ -29,10 +28,8 @@ pub struct Target {
     pub url: String,
     /// Where to connect.
     pub addr: SocketAddr,
-    /// The `Host` header: `host:port` as given.
-    pub host: HeaderValue,
-    /// The same `host:port`, for the absolute URIs that HTTP/2 requests need (`:authority`).
-    pub authority: Authority,
+    /// `host:port` as given: the `Host` header, and HTTP/2's `:authority`.
+    pub authority: String,
 }
 
 impl Target {
@@ -50,39 +47,27 @@ impl Target {
             return Err(invalid("give the node's base URL, without a path"));
         }
         let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid("user info is not supported"));
+        }
         let port = authority.port_u16().unwrap_or(80);
         let host = authority
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let authority_text = format!("{host}:{port}");
         let addr = tokio::net::lookup_host((host, port))
             .await
             .map_err(|source| BenchError::Resolve {
-                authority: authority_text.clone(),
+                authority: format!("{host}:{port}"),
                 source,
             })?
             .next()
             .ok_or_else(|| invalid("the host name resolved to no address"))?;
-        let host =
-            HeaderValue::from_str(authority.as_str()).map_err(|e| invalid(&format!("{e}")))?;
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             addr,
-            host,
-            authority: authority.clone(),
+            authority: authority.as_str().to_owned(),
         })
-    }
-
-    /// `http://HOST:PORT{path}`: an HTTP/2 request's URI, whose scheme and authority hyper sends
-    /// as the `:scheme` and `:authority` pseudo-headers. Built from parsed parts, so a request
-    /// costs no parsing.
-    pub fn absolute(&self, path: &'static str) -> Result<Uri, InvalidUriParts> {
-        let mut parts = Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(PathAndQuery::from_static(path));
-        Uri::from_parts(parts)
     }
 }
 
@@ -95,70 +80,48 @@ pub enum Transport {
     Http2,
 }
 
-/// A connection's request sender.
-enum Sender {
-    Http1(http1::SendRequest<Full<Bytes>>),
-    Http2(http2::SendRequest<Full<Bytes>>),
-}
-
 /// One open connection. Dropping it closes the connection.
-pub struct Connection {
-    sender: Sender,
-    driver: JoinHandle<()>,
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+pub enum Connection {
+    /// Tessera or etcd's gateway.
+    Http1(Http1Connection),
+    /// etcd's gRPC.
+    Http2(GrpcConnection),
 }
 
 impl Connection {
-    /// Connects to `target` with `transport`, with Nagle off as a server's client would have it.
-    pub async fn open(target: &Target, transport: Transport) -> Result<Self, std::io::Error> {
-        let stream = TcpStream::connect(target.addr).await?;
-        stream.set_nodelay(true)?;
-        let io = TokioIo::new(stream);
-        // The connection future does the I/O; requests go through the sender. A failure shows up
-        // on the next request, so its own result carries nothing more.
-        let (sender, driver) = match transport {
-            Transport::Http1 => {
-                let (sender, connection) =
-                    http1::handshake(io).await.map_err(std::io::Error::other)?;
-                let driver = tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                (Sender::Http1(sender), driver)
-            }
+    /// Connects to `target` with `transport`.
+    pub async fn open(target: &Target, transport: Transport) -> io::Result<Self> {
+        Ok(match transport {
+            Transport::Http1 => Connection::Http1(Http1Connection::open(target.addr).await?),
             Transport::Http2 => {
-                // The executor runs hyper's per-stream tasks (sending request bodies).
-                let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let driver = tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                (Sender::Http2(sender), driver)
+                Connection::Http2(GrpcConnection::open(target.addr, &target.authority).await?)
             }
-        };
-        Ok(Self { sender, driver })
+        })
     }
 
-    /// Sends `request` once the connection can take it, and waits for the answer's head (the
-    /// body follows in the response).
-    pub async fn send(
-        &mut self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
-        match &mut self.sender {
-            Sender::Http1(sender) => {
-                sender.ready().await?;
-                sender.send_request(request).await
+    /// Sends `wire` and reads its whole answer. The outer error is a broken exchange (drop the
+    /// connection); the inner one a complete answer that is not a success.
+    pub async fn exchange(&mut self, wire: Wire) -> io::Result<Result<Answer, Failure>> {
+        match (self, wire) {
+            (Connection::Http1(connection), Wire::Http1(request)) => {
+                let reply = connection.exchange(&request).await?;
+                Ok(answer::judge_http(reply.status, reply.siblings))
             }
-            Sender::Http2(sender) => {
-                sender.ready().await?;
-                sender.send_request(request).await
+            (Connection::Http2(connection), Wire::Grpc { path, body }) => {
+                connection.call(path, body).await
             }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "internal error: a request for the other transport",
+            )),
+        }
+    }
+
+    /// Whether another request may be sent on it (an HTTP/1.1 server may close after an answer).
+    pub fn reusable(&self) -> bool {
+        match self {
+            Connection::Http1(connection) => connection.reusable(),
+            Connection::Http2(_) => true,
         }
     }
 }
@@ -172,13 +135,10 @@ mod tests {
         let target = Target::resolve("http://127.0.0.1:7000/").await.unwrap();
         assert_eq!(target.url, "http://127.0.0.1:7000");
         assert_eq!(target.addr, "127.0.0.1:7000".parse().unwrap());
-        assert_eq!(target.host, "127.0.0.1:7000");
-        assert_eq!(
-            target.absolute("/etcdserverpb.KV/Put").unwrap(),
-            "http://127.0.0.1:7000/etcdserverpb.KV/Put"
-        );
+        assert_eq!(target.authority, "127.0.0.1:7000");
         assert!(Target::resolve("https://127.0.0.1:7000").await.is_err());
         assert!(Target::resolve("http://127.0.0.1:7000/v1").await.is_err());
         assert!(Target::resolve("127.0.0.1:7000").await.is_err());
+        assert!(Target::resolve("http://me@127.0.0.1:7000").await.is_err());
     }
 }

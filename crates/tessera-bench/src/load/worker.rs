@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::answer::{self, Answer};
+use super::answer::Answer;
 use super::request::Requests;
 use super::target::{Connection, Target};
 use super::workload::{Op, OpChooser};
@@ -174,13 +174,14 @@ impl Worker {
                 }
             },
         };
-        let request = shared.requests.build(op, target).map_err(|_| Failure::Io)?;
-        let exchange = async {
-            let response = connection.send(request).await?;
-            answer::read(response, protocol).await
-        };
-        match tokio::time::timeout(shared.timeout, exchange).await {
-            Ok(Ok(verdict)) => verdict,
+        let wire = shared.requests.build(op, target);
+        match tokio::time::timeout(shared.timeout, connection.exchange(wire)).await {
+            Ok(Ok(verdict)) => {
+                if !connection.reusable() {
+                    self.connections[t] = None;
+                }
+                verdict
+            }
             Ok(Err(_)) => {
                 self.connections[t] = None;
                 Err(Failure::Io)
