@@ -109,6 +109,11 @@ async fn metrics_are_prometheus_text() {
     let batches = total("tessera_storage_commit_batches_total");
     assert!(committed >= 7.0, "{text}");
     assert!(batches >= 1.0 && batches <= committed, "{text}");
+    // The cell cache: the first write of each cell missed it, later reads of those cells hit it.
+    assert!(total("tessera_cell_cache_misses_total") >= 5.0, "{text}");
+    assert!(total("tessera_cell_cache_hits_total") >= 1.0, "{text}");
+    assert!(total("tessera_cell_cache_entries") >= 5.0, "{text}");
+    assert!(total("tessera_cell_cache_bytes") > 0.0, "{text}");
 
     // Requests by method, route and status.
     assert!(

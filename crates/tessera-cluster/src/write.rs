@@ -438,10 +438,7 @@ fn with_contexts<E: Engine>(
     for write in writes {
         let context = match (write.context, store) {
             (Some(context), _) => context,
-            (None, Some(store)) => store
-                .read_cell(row, &write.column)?
-                .map(|cell| cell.join())
-                .unwrap_or_default(),
+            (None, Some(store)) => store.read_context(row, &write.column)?,
             (None, None) => {
                 return Err(StorageError::InvalidBatch {
                     reason: "internal error: a blind write reached the store without a snapshot"

@@ -86,6 +86,7 @@ pub struct StorageConfig {
     pub blocking_threads: usize,
     pub block_cache_mb: usize,
     pub memtable_mb: usize,
+    pub cell_cache_mb: usize,
 }
 
 impl StorageConfig {
@@ -261,6 +262,13 @@ impl Config {
                 "must be from 1 to 4096",
             ));
         }
+        if self.storage.cell_cache_mb > 65_536 {
+            return Err(invalid(
+                "storage.cell_cache_mb",
+                &self.storage.cell_cache_mb,
+                "must be from 0 (off) to 65536",
+            ));
+        }
         if self.cluster.secret.is_empty() {
             return Err(invalid("cluster.secret", &"\"\"", "must not be empty"));
         }
@@ -387,6 +395,7 @@ mod tests {
             blocking_threads: 0,
             block_cache_mb: 256,
             memtable_mb: 64,
+            cell_cache_mb: 64,
         };
         assert_eq!(storage.blocking_threads(), cores);
         storage.sync_writes = true;
@@ -413,12 +422,22 @@ mod tests {
         let config = Config::load(None).unwrap();
         assert_eq!(config.storage.block_cache_mb, 256);
         assert_eq!(config.storage.memtable_mb, 64);
-        for (cache, memtable) in [(0, 64), (256, 0), (256, 4097)] {
+        assert_eq!(config.storage.cell_cache_mb, 64);
+        for (cache, memtable, cells) in [
+            (0, 64, 64),
+            (256, 0, 64),
+            (256, 4097, 64),
+            (256, 64, 65_537),
+        ] {
             let mut config = Config::load(None).unwrap();
             config.storage.block_cache_mb = cache;
             config.storage.memtable_mb = memtable;
-            assert!(config.validate().is_err(), "{cache} {memtable}");
+            config.storage.cell_cache_mb = cells;
+            assert!(config.validate().is_err(), "{cache} {memtable} {cells}");
         }
+        let mut off = Config::load(None).unwrap();
+        off.storage.cell_cache_mb = 0;
+        assert!(off.validate().is_ok(), "0 turns the cell cache off");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct Metrics {
     hints_delivered: IntCounter,
     commit_batches: IntCounter,
     commit_writes: IntCounter,
+    cell_cache_hits: IntCounter,
+    cell_cache_misses: IntCounter,
+    cell_cache_entries: prometheus::IntGauge,
+    cell_cache_bytes: prometheus::IntGauge,
     hints_failed: IntCounter,
     hints_expired: IntCounter,
     membership_events: IntCounterVec,
@@ -101,6 +105,20 @@ impl Metrics {
             "tessera_storage_commit_writes_total",
             "Row writes, merges and read repairs applied by the group commit.",
         )?;
+        let cell_cache_hits = IntCounter::new(
+            "tessera_cell_cache_hits_total",
+            "Cell reads (for writes, merges and reads) answered by the cell cache.",
+        )?;
+        let cell_cache_misses = IntCounter::new(
+            "tessera_cell_cache_misses_total",
+            "Cell reads that went to RocksDB.",
+        )?;
+        let cell_cache_entries =
+            prometheus::IntGauge::new("tessera_cell_cache_entries", "Cells the cell cache holds.")?;
+        let cell_cache_bytes = prometheus::IntGauge::new(
+            "tessera_cell_cache_bytes",
+            "Estimated bytes the cell cache holds (storage.cell_cache_mb caps it).",
+        )?;
         let hints_delivered = IntCounter::new(
             "tessera_hints_delivered_total",
             "Hints delivered to the node they were for.",
@@ -151,6 +169,10 @@ impl Metrics {
         registry.register(Box::new(storage_bytes.clone()))?;
         registry.register(Box::new(commit_batches.clone()))?;
         registry.register(Box::new(commit_writes.clone()))?;
+        registry.register(Box::new(cell_cache_hits.clone()))?;
+        registry.register(Box::new(cell_cache_misses.clone()))?;
+        registry.register(Box::new(cell_cache_entries.clone()))?;
+        registry.register(Box::new(cell_cache_bytes.clone()))?;
         registry.register(Box::new(storage_keys.clone()))?;
         Ok(Self {
             registry,
@@ -167,6 +189,10 @@ impl Metrics {
             hints_delivered,
             commit_batches,
             commit_writes,
+            cell_cache_hits,
+            cell_cache_misses,
+            cell_cache_entries,
+            cell_cache_bytes,
             hints_failed,
             hints_expired,
             membership_events,
@@ -255,6 +281,20 @@ impl Metrics {
         ] {
             counter.inc_by(value.saturating_sub(counter.get()));
         }
+    }
+
+    /// Brings the cell-cache counters up to the store's own, and sets its gauges.
+    pub fn record_cell_cache(&self, stats: &tessera_storage::CellCacheStats) {
+        for (counter, value) in [
+            (&self.cell_cache_hits, stats.hits),
+            (&self.cell_cache_misses, stats.misses),
+        ] {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+        self.cell_cache_entries
+            .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+        self.cell_cache_bytes
+            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
     }
 
     /// Brings the coordinator counters up to the coordinator's own (which only ever grow).

@@ -110,7 +110,8 @@ impl Node {
                 max_siblings: config.limits.max_siblings,
             },
         )
-        .with_max_hints_per_target(config.hints.max_per_target);
+        .with_max_hints_per_target(config.hints.max_per_target)
+        .with_cell_cache_bytes(config.storage.cell_cache_mb << 20);
         let store = Arc::new(store);
         let schema = Schema::load(&store)?;
         let partitions =

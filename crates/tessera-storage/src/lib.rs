@@ -37,4 +37,7 @@ pub use keys::{
 };
 pub use memory::MemoryEngine;
 pub use rocks::{RocksEngine, RocksOptions};
-pub use store::{CellStore, MergeOutcome, RowOp, RowOutcome, RowPage, RowSlice, StoreOptions};
+pub use store::{
+    CellCacheStats, CellStore, MergeOutcome, RowOp, RowOutcome, RowPage, RowSlice, StoreOptions,
+    DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES,
+};

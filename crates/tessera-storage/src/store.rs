@@ -9,13 +9,19 @@
 //! (in [`batch`]), which applies the writes of many rows in one engine write.
 
 mod batch;
+mod cache;
 
 pub use batch::{RowOp, RowOutcome};
+pub use cache::CellCacheStats;
+
+use cache::CellCache;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::cell::{decode_cell, encode_cell, is_deleted, Actor, Cell, CellValue, CellWrite};
+use crate::cell::{
+    decode_cell, encode_cell, is_deleted, Actor, Cell, CellValue, CellWrite, Context,
+};
 use crate::engine::{CfStats, ColumnFamily, Engine, WriteBatch};
 use crate::error::{hex_key, StorageError};
 use crate::hints::HintIndex;
@@ -27,6 +33,9 @@ pub const DEFAULT_MAX_SIBLINGS: usize = 100;
 /// Number of row lock stripes. Rows sharing a stripe only serialise each other's
 /// writes, which at this count is rare enough not to matter.
 pub const LOCK_STRIPES: usize = 1024;
+
+/// Default size of the cell cache (see [`CellStore::with_cell_cache_bytes`]).
+pub const DEFAULT_CELL_CACHE_BYTES: usize = 64 << 20;
 
 /// Most cells read from the engine in one scan; bounds memory while paging.
 const MAX_SCAN_CHUNK: usize = 256;
@@ -118,6 +127,9 @@ pub struct CellStore<E: Engine> {
     options: StoreOptions,
     // RwLock so that multi-chunk row reads see a row between writes, never in the middle of one.
     locks: Box<[RwLock<()>]>,
+    // Decoded cells recently read or written under the locks above; see `cache` for why it never
+    // serves what the engine does not hold.
+    cache: CellCache,
     hints: HintIndex,
 }
 
@@ -153,8 +165,20 @@ impl<E: Engine> CellStore<E> {
             engine,
             options,
             locks,
+            cache: CellCache::new(DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES),
             hints: HintIndex::default(),
         }
+    }
+
+    /// Sizes the cell cache: about `bytes` of decoded cells (0 turns it off).
+    pub fn with_cell_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache = CellCache::new(bytes, LOCK_STRIPES);
+        self
+    }
+
+    /// What the cell cache holds, and its hits and misses so far.
+    pub fn cell_cache_stats(&self) -> CellCacheStats {
+        self.cache.stats()
     }
 
     pub(crate) fn hint_index(&self) -> &HintIndex {
@@ -212,9 +236,37 @@ impl<E: Engine> CellStore<E> {
         }
     }
 
-    /// One cell, if stored (tombstones included).
+    /// [`Self::load`] through the cell cache, filling it on a miss. The caller holds the write
+    /// lock of `stripe`, so what the engine returns stays true until the caller writes.
+    fn load_locked(&self, stripe: usize, key: &[u8]) -> Result<Option<Cell>, StorageError> {
+        if let Some(cached) = self.cache.get(stripe, key) {
+            return Ok(cached);
+        }
+        let cell = self.load(key)?;
+        self.cache.insert(stripe, key, cell.clone());
+        Ok(cell)
+    }
+
+    /// One cell, if stored (tombstones included). Served from the cell cache when it holds the
+    /// cell; a miss reads the engine but fills nothing, since without the row lock a writer may
+    /// change the cell between the read and the fill.
     pub fn read_cell(&self, row: &RowKey, column: &[u8]) -> Result<Option<Cell>, StorageError> {
-        self.load(&cell_key(row, column)?)
+        let key = cell_key(row, column)?;
+        match self.cache.get(self.stripe_index(row), &key) {
+            Some(cached) => Ok(cached),
+            None => self.load(&key),
+        }
+    }
+
+    /// The context of one cell: the join of its versions, as a blind write's snapshot needs it
+    /// (empty if there is no cell). Like [`Self::read_cell`], without copying a cached cell.
+    pub fn read_context(&self, row: &RowKey, column: &[u8]) -> Result<Context, StorageError> {
+        let key = cell_key(row, column)?;
+        let join = |cell: Option<&Cell>| cell.map(Cell::join).unwrap_or_default();
+        match self.cache.get_with(self.stripe_index(row), &key, join) {
+            Some(context) => Ok(context),
+            None => Ok(join(self.load(&key)?.as_ref())),
+        }
     }
 
     /// A slice of a row, in column order.
@@ -330,6 +382,7 @@ impl<E: Engine> CellStore<E> {
         let (mut start, end) = row_range(row)?;
         let _locked = self.lock_row(row);
         let mut batch = WriteBatch::new();
+        let mut written = Vec::new();
         loop {
             let pairs = self
                 .engine
@@ -348,7 +401,8 @@ impl<E: Engine> CellStore<E> {
                     &self.options.actor,
                     CellValue::tombstone(now_ms),
                 );
-                batch.put(ColumnFamily::Data, key, encode_cell(&tombstone)?);
+                batch.put(ColumnFamily::Data, key.clone(), encode_cell(&tombstone)?);
+                written.push(key);
             }
             if exhausted {
                 break;
@@ -356,6 +410,11 @@ impl<E: Engine> CellStore<E> {
         }
         let deleted = batch.len();
         if !batch.is_empty() {
+            // Forgotten whether or not the write succeeds: the next locked read refills them.
+            let stripe = self.stripe_index(row);
+            for key in &written {
+                self.cache.remove(stripe, key);
+            }
             self.engine.write(batch)?;
         }
         Ok(deleted)

@@ -144,8 +144,7 @@ fn implicit_context(
 /// What this replica holds of a cell now, as a context. A point read, so it runs on this task
 /// rather than the storage pool (see `tessera_cluster::StorageRunner`).
 fn snapshot(node: &Node, row: &RowKey, column: &[u8]) -> Result<Context, ApiError> {
-    let cell = node.store.read_cell(row, column).map_err(ApiError::from)?;
-    Ok(cell.map(|cell| cell.join()).unwrap_or_default())
+    node.store.read_context(row, column).map_err(ApiError::from)
 }
 
 /// Runs a write of one row through the coordinator, and counts the siblings it left.

@@ -46,6 +46,8 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
         .record_coordinator(&node.cluster.coordinator.stats().snapshot());
     node.metrics
         .record_commits(node.cluster.coordinator.writer().stats());
+    node.metrics
+        .record_cell_cache(&node.store.cell_cache_stats());
     let text = node
         .metrics
         .render()

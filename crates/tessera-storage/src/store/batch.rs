@@ -110,8 +110,13 @@ fn mismatched(op: &str) -> StorageError {
 
 /// A cell the batch has touched: what the engine holds, and what the batch will leave.
 struct Touched {
-    stored: Cell,
+    /// The lock stripe (and cache shard) of its row.
+    stripe: usize,
+    /// What the batch will leave (what the engine holds, until an op changes it).
     current: Cell,
+    /// An op changed it. Cells only grow in the version lattice (writes add dots, merges join),
+    /// so a changed cell never comes back to what the engine holds.
+    changed: bool,
 }
 
 /// The cells of a batch so far, by engine key.
@@ -174,6 +179,7 @@ impl<E: Engine> CellStore<E> {
     fn stage(&self, op: &RowOp<'_>, working: &mut WorkingSet) -> Result<RowOutcome, StorageError> {
         // This op's own changes, kept apart until it has succeeded: a failed op leaves no trace.
         let mut mine: Vec<(Vec<u8>, Cell)> = Vec::new();
+        let stripe = self.stripe_index(op.row());
         let outcome = match op {
             RowOp::Write {
                 row,
@@ -183,7 +189,7 @@ impl<E: Engine> CellStore<E> {
                 let mut cells = Vec::with_capacity(writes.len());
                 for write in writes.iter() {
                     let key = cell_key(row, write.column())?;
-                    let held = self.held(&key, &mine, working)?;
+                    let held = self.held(stripe, &key, &mine, working)?;
                     let cell = held.write(
                         write.context(),
                         &self.options.actor,
@@ -206,7 +212,7 @@ impl<E: Engine> CellStore<E> {
                 let mut outcomes = Vec::with_capacity(cells.len());
                 for (column, incoming) in cells.iter() {
                     let key = cell_key(row, column)?;
-                    let held = self.held(&key, &mine, working)?;
+                    let held = self.held(stripe, &key, &mine, working)?;
                     let merged = held.sync(incoming);
                     let changed = merged != held;
                     outcomes.push(MergeOutcome {
@@ -225,15 +231,18 @@ impl<E: Engine> CellStore<E> {
             // `held` put every key this op read into the working set.
             if let Some(touched) = working.get_mut(&key) {
                 touched.current = cell;
+                touched.changed = true;
             }
         }
         Ok(outcome)
     }
 
     /// What `key` holds at this point of the batch: this op's own change, else an earlier op's,
-    /// else the engine's (read once, then kept in the working set unchanged).
+    /// else the engine's (read once, through the cell cache, then kept in the working set
+    /// unchanged). The caller holds the write lock of `stripe`, the key's row's stripe.
     fn held(
         &self,
+        stripe: usize,
         key: &[u8],
         mine: &[(Vec<u8>, Cell)],
         working: &mut WorkingSet,
@@ -244,28 +253,45 @@ impl<E: Engine> CellStore<E> {
         if let Some(touched) = working.get(key) {
             return Ok(touched.current.clone());
         }
-        let stored = self.load(key)?.unwrap_or_default();
+        let stored = self.load_locked(stripe, key)?.unwrap_or_default();
         working.insert(
             key.to_vec(),
             Touched {
-                stored: stored.clone(),
+                stripe,
                 current: stored.clone(),
+                changed: false,
             },
         );
         Ok(stored)
     }
 
-    /// Writes every cell the batch changed, in one engine write.
+    /// Writes every cell the batch changed, in one engine write, then caches what it wrote (or,
+    /// if the write failed, forgets those keys: the cache must never claim what the engine may
+    /// not hold).
     fn write_working_set(&self, working: WorkingSet) -> Result<(), StorageError> {
         let mut batch = WriteBatch::new();
+        let mut changed = Vec::new();
         for (key, touched) in working {
-            if touched.current != touched.stored {
-                batch.put(ColumnFamily::Data, key, encode_cell(&touched.current)?);
+            if touched.changed {
+                // A failure here writes nothing, so the cache still matches the engine.
+                batch.put(
+                    ColumnFamily::Data,
+                    key.clone(),
+                    encode_cell(&touched.current)?,
+                );
+                changed.push((touched.stripe, key, touched.current));
             }
         }
         if batch.is_empty() {
             return Ok(());
         }
-        self.engine.write(batch)
+        let written = self.engine.write(batch);
+        for (stripe, key, cell) in changed {
+            match written {
+                Ok(()) => self.cache.insert(stripe, &key, Some(cell)),
+                Err(_) => self.cache.remove(stripe, &key),
+            }
+        }
+        written
     }
 }
