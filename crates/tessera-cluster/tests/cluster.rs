@@ -561,6 +561,36 @@ async fn a_silent_replica_times_out_with_the_numbers() {
     c.settle().await;
 }
 
+/// A client that hangs up drops the coordinator's future while its replica copies are in flight:
+/// they must still go on to their end, as they would after an answer, or an applied write would
+/// reach fewer replicas and leave no hint. (A design that ran the copies inside that future would
+/// fail this.)
+#[tokio::test(start_paused = true)]
+async fn a_write_whose_caller_gives_up_still_reaches_every_replica() {
+    let c = Cluster::new(3, 1);
+    let r = row("k");
+    let replicas = c.replicas_of(&r);
+    c.net.set_cut_mode(CutMode::Silent);
+    c.net.isolate("n2");
+    c.net.set_default_link(LinkConfig::new(
+        0.0,
+        Duration::from_millis(5),
+        Duration::from_millis(5),
+    ));
+    let write = c.nodes[0]
+        .coordinator
+        .write(set(&r, "col", "v", 2, replicas.clone()));
+    // Given up once the local write is done and the copies are sent, before any answer.
+    let gave_up = tokio::time::timeout(Duration::from_micros(1), write).await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    assert_eq!(live(c.stored("n0", &r, b"col").as_ref()), ["v"]);
+    c.settle().await;
+    assert_eq!(live(c.stored("n1", &r, b"col").as_ref()), ["v"]);
+    // n2's slot waited out its deadline, then kept a hint for it here.
+    assert_eq!(c.hints_on("n0"), 1);
+    assert_eq!(c.stored("n2", &r, b"col"), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn too_many_siblings_passes_through_a_forward() {
     let c = Cluster::with_options(
