@@ -11,7 +11,9 @@
 //! per write.
 //!
 //! The committer is part of the request path, not a background job: it starts with the first
-//! write, runs storage calls the way its [`StorageRunner`] says, and ends when the writer is
+//! write, runs storage calls the way its [`StorageRunner`] says (except that with
+//! [`StorageRunner::InPlace`] it applies its batches on its own worker, without
+//! `block_in_place`: see `commit`), and ends when the writer is
 //! dropped, after the queue is drained. The queue is bounded, so a stalled disk pushes back on
 //! requests instead of growing memory. With [`StorageRunner::Inline`] (seeded simulations) there
 //! is no task: each write is applied on the spot, so runs stay deterministic.
@@ -214,6 +216,17 @@ fn apply_guarded<E: Engine>(
     })
 }
 
+/// Applies `jobs` as one batch; their results, in order.
+fn apply_jobs<E: Engine>(
+    store: &CellStore<E>,
+    jobs: Vec<Job>,
+) -> (Vec<Job>, Vec<Result<RowOutcome, StorageError>>) {
+    let ops: Vec<RowOp<'_>> = jobs.iter().map(|job| job.op.view()).collect();
+    let results = apply_guarded(store, &ops);
+    drop(ops);
+    (jobs, results)
+}
+
 /// The committer: takes what is queued, applies it as one batch, answers, repeats.
 async fn commit<E: Engine>(
     store: Arc<CellStore<E>>,
@@ -239,15 +252,21 @@ async fn commit<E: Engine>(
                 Err(_) => break,
             }
         }
-        let store = store.clone();
-        let applied = runner
-            .run(move || {
-                let ops: Vec<RowOp<'_>> = jobs.iter().map(|job| job.op.view()).collect();
-                let results = apply_guarded(&store, &ops);
-                drop(ops);
-                Ok((jobs, results))
-            })
-            .await;
+        let applied = match runner {
+            // Without fsync a batch is some tens of microseconds of CPU, less than what
+            // `block_in_place` costs to hand this worker's other tasks to another thread, which
+            // it did for every batch: applying here took a fifth off a node's CPU per write
+            // (docs/performance.md). What it gives up: while RocksDB stalls writes (compaction
+            // far behind), this worker thread waits with the committer, where `block_in_place`
+            // would have lent it out. The other workers steal its queued tasks meanwhile, and
+            // every write waits on the committer anyway.
+            StorageRunner::InPlace => Ok(apply_jobs(&store, jobs)),
+            // Fsynced batches wait on the disk for milliseconds: never on a worker.
+            _ => {
+                let store = store.clone();
+                runner.run(move || Ok(apply_jobs(&store, jobs))).await
+            }
+        };
         // If the storage call itself failed (the pool is gone), the jobs were dropped with it
         // and each caller learns from its closed reply channel.
         if let Ok((jobs, results)) = applied {

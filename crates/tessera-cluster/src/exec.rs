@@ -12,6 +12,8 @@
 //!   calling worker thread inside `block_in_place`, which first hands the
 //!   worker's other tasks to another thread, so a stalled write holds up only
 //!   itself. Measured +33% quorum writes over the pool (docs/performance.md).
+//!   The group committer is the exception: its batches, tens of microseconds of
+//!   CPU each, run on its worker without the hand-off (see `commit`).
 //! - [`StorageRunner::PointReadsInline`] (fsync per write): the same point
 //!   reads on the task, the rest on the blocking pool, which is sized so that
 //!   many writers wait on the disk together and share each fsync.
