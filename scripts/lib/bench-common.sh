@@ -77,3 +77,24 @@ wait_for_ring() {
         [ "${ring:-0}" = "$count" ] || die "the node on $addr did not learn the $count-node ring within 30 s (it holds ${ring:-0})"
     done
 }
+
+# CPU time (user + system, in clock ticks) the given processes have used so far.
+cpu_ticks() {
+    local pid total=0 fields
+    for pid in "$@"; do
+        # Fields 14 and 15 of /proc/PID/stat; the command name (field 2) may hold spaces, so
+        # split after its closing parenthesis.
+        fields=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+        read -r -a fields <<<"$fields"
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+
+# Node CPU per operation: cpu_us_per_op TICKS_BEFORE TICKS_AFTER OPS
+cpu_us_per_op() {
+    local ticks=$(( $2 - $1 )) hz
+    hz=$(getconf CLK_TCK)
+    [ "$3" -gt 0 ] || { echo "n/a"; return; }
+    echo $(( ticks * 1000000 / hz / $3 ))
+}
