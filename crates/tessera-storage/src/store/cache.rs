@@ -19,6 +19,12 @@
 //!
 //! Scans (row reads, anti-entropy, streaming) go to the engine, which holds everything.
 //!
+//! All of this rests on one rule: **every write of the data column family goes through the
+//! store** ([`CellStore::apply`](super::CellStore::apply) and
+//! [`CellStore::delete_row`](super::CellStore::delete_row)), under the row locks. Code that wrote
+//! cells to the engine directly (a bulk load, a streaming receiver) would leave entries the engine
+//! no longer agrees with: it must go through the store, or clear the cache.
+//!
 //! **Eviction:** one shard per lock stripe, each with an even share of the byte budget, evicting
 //! by CLOCK (second chance): a read or write marks an entry, and the hand passes over marked
 //! entries once before it evicts them. That keeps hot cells at the cost of a bit per entry, without
