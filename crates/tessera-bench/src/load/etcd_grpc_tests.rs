@@ -1,115 +1,23 @@
-//! `tessera-bench load --protocol etcd-grpc` end to end against a stand-in etcd: a hyper HTTP/2
-//! server that records every call and answers as etcd's gRPC server does, or with a chosen
-//! `grpc-status`. It checks what the unit tests of `etcd_grpc` cannot: that hyper sends the bytes,
+//! `tessera-bench load --protocol etcd-grpc` end to end against a stand-in etcd (`grpc_stand_in`):
+//! a hyper HTTP/2 server that records every call and answers as etcd's gRPC server does, or with a
+//! chosen `grpc-status`. It checks what the unit tests of `etcd_grpc` cannot: that hyper sends the bytes,
 //! headers and `:authority` etcd needs, one connection per worker, and that gRPC errors, which
 //! arrive with HTTP 200, are counted as failures.
 
-use std::convert::Infallible;
-use std::future::{ready, Ready};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::combinators::WithTrailers;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, TE};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper::{HeaderMap, Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use super::etcd_grpc::{self, GrpcBodies};
+use super::grpc_stand_in::{stand_in, Reply, Seen};
 use super::tests::args;
 use super::{run, value_bytes, Protocol, Workload};
 
-/// One call the stand-in received.
-#[derive(Clone, Debug)]
-struct Call {
-    path: String,
-    authority: Option<String>,
-    content_type: Option<HeaderValue>,
-    te: Option<HeaderValue>,
-    body: Bytes,
-}
-
-/// How the stand-in answers.
-#[derive(Clone, Copy, Debug)]
-enum Reply {
-    /// As etcd: one message (a `ResponseHeader`-only reply), then `grpc-status: 0` in trailers.
-    Ok,
-    /// Trailers-only: no body, this `grpc-status` in the headers.
-    TrailersOnly(&'static str),
-}
-
-type Body = WithTrailers<Full<Bytes>, Ready<Option<Result<HeaderMap, Infallible>>>>;
-
-/// What the stand-in saw: every call, and how many connections were opened.
-#[derive(Default)]
-struct Seen {
-    calls: Mutex<Vec<Call>>,
-    connections: AtomicU64,
-}
-
-/// Starts a stand-in answering every call with `reply`; returns its base URL.
-async fn stand_in(reply: Reply) -> (String, Arc<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Seen::default());
-    let server_seen = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            server_seen.connections.fetch_add(1, Ordering::Relaxed);
-            let seen = server_seen.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| answer(request, reply, seen.clone()));
-                let _ = http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen)
-}
-
-fn status(code: &'static str) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    map.insert("grpc-status", HeaderValue::from_static(code));
-    map
-}
-
-async fn answer(
-    request: Request<Incoming>,
-    reply: Reply,
-    seen: Arc<Seen>,
-) -> Result<Response<Body>, hyper::Error> {
-    let (head, body) = request.into_parts();
-    let body = body.collect().await?.to_bytes();
-    seen.calls.lock().unwrap().push(Call {
-        path: head.uri.path().to_owned(),
-        authority: head.uri.authority().map(|a| a.to_string()),
-        content_type: head.headers.get(CONTENT_TYPE).cloned(),
-        te: head.headers.get(TE).cloned(),
-        body,
-    });
-    let response = Response::builder().header(CONTENT_TYPE, etcd_grpc::CONTENT_TYPE);
-    let response = match reply {
-        // Field 1 (header), empty.
-        Reply::Ok => response.body(
-            Full::new(Bytes::from_static(&[0, 0, 0, 0, 2, 0x0a, 0]))
-                .with_trailers(ready(Some(Ok(status("0"))))),
-        ),
-        Reply::TrailersOnly(code) => response
-            .header("grpc-status", code)
-            .body(Full::new(Bytes::new()).with_trailers(ready(None))),
-    };
-    Ok(response.unwrap())
-}
-
 /// The stand-in's URL and a short preloaded etcd-grpc run of `workload` against it.
 async fn grpc_run(reply: Reply, workload: Workload) -> (String, Arc<Seen>, super::LoadArgs) {
-    let (url, seen) = stand_in(reply).await;
+    let (addr, seen) = stand_in(reply).await;
+    let url = format!("http://{addr}");
     let mut args = args(url.clone(), workload);
     args.protocol = Protocol::EtcdGrpc;
     (url, seen, args)

@@ -198,120 +198,17 @@ async fn read(response: Response<RecvStream>) -> Result<Result<Answer, Failure>,
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-    use std::future::{ready, Ready};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
-    use http_body_util::combinators::WithTrailers;
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Incoming;
-    use hyper::server::conn::http2;
-    use hyper::service::service_fn;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::net::TcpListener;
 
     use super::*;
     use crate::load::etcd_grpc::{GrpcBodies, PUT_PATH, RANGE_PATH};
+    use crate::load::grpc_stand_in::{stand_in, Reply};
 
     /// Only a guard against a hang: no test should come near it.
     const HANG_GUARD: Duration = Duration::from_secs(10);
-
-    /// One call the stand-in received.
-    #[derive(Clone, Debug)]
-    struct Call {
-        path: String,
-        authority: Option<String>,
-        content_type: Option<HeaderValue>,
-        te: Option<HeaderValue>,
-        body: Bytes,
-    }
-
-    /// How the stand-in answers.
-    #[derive(Clone, Copy, Debug)]
-    enum Reply {
-        /// One message of this many bytes, then `grpc-status: 0` in the trailers.
-        Message(u32),
-        /// Trailers-only: no body, this `grpc-status` in the headers.
-        TrailersOnly(&'static str),
-        /// This HTTP status, with an empty body.
-        Status(u16),
-    }
-
-    type Body = WithTrailers<Full<Bytes>, Ready<Option<Result<HeaderMap, Infallible>>>>;
-
-    #[derive(Default)]
-    struct Seen {
-        calls: Mutex<Vec<Call>>,
-        connections: AtomicU64,
-    }
-
-    /// Starts a hyper HTTP/2 server answering every call with `reply`.
-    async fn stand_in(reply: Reply) -> (SocketAddr, Arc<Seen>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Seen::default());
-        let server_seen = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                server_seen.connections.fetch_add(1, Ordering::Relaxed);
-                // As etcd (Go sets it by default): with Nagle on, the tail of a long answer waits
-                // for the client's delayed ACK, some 40 ms a call.
-                stream.set_nodelay(true).unwrap();
-                let seen = server_seen.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| answer(request, reply, seen.clone()));
-                    let _ = http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (addr, seen)
-    }
-
-    fn grpc_status(code: &'static str) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        map.insert("grpc-status", HeaderValue::from_static(code));
-        map
-    }
-
-    /// A gRPC frame holding a `len`-byte message.
-    fn message(len: u32) -> Bytes {
-        let mut frame = vec![0];
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.resize(5 + len as usize, 0x5a);
-        Bytes::from(frame)
-    }
-
-    async fn answer(
-        request: Request<Incoming>,
-        reply: Reply,
-        seen: Arc<Seen>,
-    ) -> Result<Response<Body>, hyper::Error> {
-        let (head, body) = request.into_parts();
-        let body = body.collect().await?.to_bytes();
-        seen.calls.lock().unwrap().push(Call {
-            path: head.uri.path().to_owned(),
-            authority: head.uri.authority().map(|a| a.to_string()),
-            content_type: head.headers.get(CONTENT_TYPE).cloned(),
-            te: head.headers.get(TE).cloned(),
-            body,
-        });
-        let response = Response::builder().header(CONTENT_TYPE, etcd_grpc::CONTENT_TYPE);
-        let response = match reply {
-            Reply::Message(len) => response
-                .body(Full::new(message(len)).with_trailers(ready(Some(Ok(grpc_status("0")))))),
-            Reply::TrailersOnly(code) => response
-                .header("grpc-status", code)
-                .body(Full::new(Bytes::new()).with_trailers(ready(None))),
-            Reply::Status(code) => response
-                .status(code)
-                .body(Full::new(Bytes::new()).with_trailers(ready(None))),
-        };
-        Ok(response.unwrap())
-    }
 
     async fn open(addr: SocketAddr) -> GrpcConnection {
         GrpcConnection::open(addr, &addr.to_string()).await.unwrap()

@@ -359,6 +359,8 @@ async fn create_table(target: &Target, table: &str, replication: u32) -> Result<
 
 #[cfg(test)]
 mod etcd_grpc_tests;
+#[cfg(test)]
+mod grpc_stand_in;
 
 #[cfg(test)]
 mod tests {
