@@ -48,20 +48,9 @@ fn storage_failure(error: &StorageError) -> Response {
 }
 
 impl<E: Engine> Replica<E> {
-    /// The replica of node `node` over `store`, running storage calls with `runner`, with a
-    /// group commit of its own.
-    pub fn new(node: impl Into<NodeId>, store: Arc<CellStore<E>>, runner: StorageRunner) -> Self {
-        let writer = Arc::new(RowWriter::new(store.clone(), runner));
-        Self::sharing(node, writer, runner)
-    }
-
-    /// The replica of node `node`, merging through `writer` (the coordinator's, so that a node's
-    /// writes and merges share batches) and running other storage calls with `runner`.
-    pub fn sharing(
-        node: impl Into<NodeId>,
-        writer: Arc<RowWriter<E>>,
-        runner: StorageRunner,
-    ) -> Self {
+    /// The replica of node `node`, merging through `writer` (give it the coordinator's, so that
+    /// a node's writes and merges share batches) and running other storage calls with `runner`.
+    pub fn new(node: impl Into<NodeId>, writer: Arc<RowWriter<E>>, runner: StorageRunner) -> Self {
         Self {
             node: node.into(),
             store: writer.store().clone(),

@@ -19,18 +19,21 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tessera_storage::cell::approx_cell_bytes;
 use tessera_storage::{Cell, CellStore, CellWrite, Engine, Hint, RowKey, StorageError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::availability::{Access, DOWN};
+use crate::call::{unexpected, CallFailure};
 use crate::clock::system_now_ms;
-use crate::coordinator::{validate, CallFailure, Inner, DOWN};
 use crate::error::CoordinatorError;
 use crate::membership::MembershipView;
 use crate::messages::{ErrorKind, Request, Response};
-use crate::ops::{ClientWrite, WriteOutcome, WriteRequest};
-use crate::quorum::{QuorumFailure, QuorumState, WriteQuorum};
+use crate::ops::{validate, ClientWrite, WriteOutcome, WriteRequest};
+use crate::quorum::{QuorumState, WriteQuorum};
+use crate::shared::Shared;
 use crate::stats::{CoordinatorStats, InFlight};
 use crate::transport::{NodeId, Transport};
 
@@ -43,17 +46,13 @@ pub(crate) enum Forwarding {
     Forbidden,
 }
 
-fn count(len: usize) -> u32 {
-    u32::try_from(len).unwrap_or(u32::MAX)
-}
-
 /// Milliseconds since the Unix epoch; informational only (see `CellValue`).
 fn now_ms() -> u64 {
     system_now_ms()
 }
 
 pub(crate) async fn write<T: Transport, M: MembershipView, E: Engine>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     req: WriteRequest,
     forwarding: Forwarding,
 ) -> Result<WriteOutcome, CoordinatorError> {
@@ -70,17 +69,6 @@ pub(crate) async fn write<T: Transport, M: MembershipView, E: Engine>(
     result
 }
 
-/// The failure of a request that could not start: only the down replicas failed.
-fn unavailable(required: u32, replicas: &[NodeId], down: &[NodeId]) -> CoordinatorError {
-    CoordinatorError::Unavailable(QuorumFailure {
-        required,
-        acked: 0,
-        acked_by: Vec::new(),
-        failed: down.iter().map(|n| (n.clone(), DOWN.to_owned())).collect(),
-        replication: count(replicas.len()),
-    })
-}
-
 /// Checks the fallbacks: none may be a replica or appear twice.
 fn validate_fallbacks(req: &WriteRequest) -> Result<(), CoordinatorError> {
     for (i, node) in req.fallbacks.iter().enumerate() {
@@ -94,6 +82,11 @@ fn validate_fallbacks(req: &WriteRequest) -> Result<(), CoordinatorError> {
         return Err(CoordinatorError::InvalidRequest { reason });
     }
     Ok(())
+}
+
+/// Completes once the sender of `answered` is gone.
+async fn closed(answered: &mut watch::Receiver<()>) {
+    while answered.changed().await.is_ok() {}
 }
 
 /// The live fallbacks a write has not used yet, in ring order. The replica
@@ -122,7 +115,7 @@ enum SlotOutcome {
 
 /// What a replica slot needs to deliver its copy.
 struct Slot<T, M, E: Engine> {
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     node: NodeId,
     row: RowKey,
     cells: Vec<(Vec<u8>, Cell)>,
@@ -131,9 +124,45 @@ struct Slot<T, M, E: Engine> {
 }
 
 impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
+    /// [`Slot::run`] while the client waits; once `answered` closes, a straggler that goes on
+    /// only under the coordinator's background budget. One the budget refuses, or one still
+    /// running when a stopping node gives up on its background tasks, keeps its copy as a hint
+    /// on this node instead (harmless if the replica applies it too: merges are idempotent).
+    async fn run_or_straggle(
+        &self,
+        alive: bool,
+        mut answered: watch::Receiver<()>,
+        bytes: usize,
+    ) -> SlotOutcome {
+        let run = self.run(alive);
+        tokio::pin!(run);
+        tokio::select! {
+            biased;
+            outcome = &mut run => return outcome,
+            () = closed(&mut answered) => {}
+        }
+        let stats = &self.inner.stats;
+        CoordinatorStats::inc(&stats.stragglers);
+        let cause = match self.inner.background.try_acquire(bytes) {
+            Some(permit) => {
+                let given_up = permit.given_up();
+                tokio::select! {
+                    biased;
+                    outcome = &mut run => return outcome,
+                    () = given_up => "still running when the node stopped",
+                }
+            }
+            None => "over the background budget",
+        };
+        CoordinatorStats::inc(&stats.stragglers_hinted);
+        debug!(node = %self.inner.local, replica = %self.node, partition = self.row.partition, cause, "straggler kept as a hint");
+        let _ = self.keep_locally(cause).await;
+        SlotOutcome::Deadline
+    }
+
     /// Merges into the replica if it is alive; otherwise, or if that fails
     /// for a reason a stand-in can cover, hands a hint to the next fallback.
-    async fn run(self, alive: bool) -> SlotOutcome {
+    async fn run(&self, alive: bool) -> SlotOutcome {
         let stats = &self.inner.stats;
         if !alive {
             return self.hint(DOWN.to_owned()).await;
@@ -172,7 +201,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
 
     /// Offers the replica's copy to unused live fallbacks in ring order until
     /// one stores it; as a last resort keeps it here, which never counts.
-    async fn hint(self, cause: String) -> SlotOutcome {
+    async fn hint(&self, cause: String) -> SlotOutcome {
         let stats = &self.inner.stats;
         let mut attempts: Vec<String> = Vec::new();
         while let Some(fallback) = next_fallback(&self.pool) {
@@ -250,7 +279,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
 }
 
 async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     req: WriteRequest,
     forwarding: Forwarding,
 ) -> Result<WriteOutcome, CoordinatorError> {
@@ -270,28 +299,15 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
         strict = req.strict,
         "write"
     );
-    let (alive, down) = inner.split_alive(&req.replicas);
-    let live_fallbacks: VecDeque<NodeId> = req
-        .fallbacks
-        .iter()
-        // A forwarding node may itself be a fallback; it is alive to itself.
-        .filter(|node| **node == inner.local || inner.membership.is_alive(node))
-        .cloned()
-        .collect();
-    // Sloppy quorum: a live fallback can stand in for each down replica, but
-    // a strict write counts real replicas only. Someone alive must still be
-    // a replica, since only a replica may mint the write's dot.
-    let stand_ins = if req.strict {
-        0
-    } else {
-        live_fallbacks.len().min(down.len())
-    };
-    if alive.is_empty() || ((alive.len() + stand_ins) as u64) < u64::from(req.required) {
-        return Err(unavailable(req.required, &req.replicas, &down));
-    }
+    // Sloppy quorum: a live fallback can stand in for each down replica, unless the write is
+    // strict; someone alive must still be a replica, since only a replica may mint the dot.
+    let liveness = inner.liveness(&req.replicas, &req.fallbacks);
+    liveness
+        .check(req.required, Access::Write { strict: req.strict })
+        .map_err(CoordinatorError::Unavailable)?;
     if !req.replicas.contains(&inner.local) {
         return match forwarding {
-            Forwarding::Allowed => forward(&inner, req, alive).await,
+            Forwarding::Allowed => forward(&inner, req, liveness.alive).await,
             Forwarding::Forbidden => Err(CoordinatorError::InvalidRequest {
                 reason: format!(
                     "{} received a forwarded write but is not one of its replicas [{}]",
@@ -304,6 +320,13 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
 
     let deadline = Instant::now() + inner.config.timeout;
     let mut quorum = WriteQuorum::new(req.required, req.replicas.clone());
+    let local_timeout = || CoordinatorError::Timeout {
+        required: req.required,
+        acked: 0,
+        replication: quorum_size(&req.replicas),
+        pending: vec![inner.local.clone()],
+        timeout_ms: inner.timeout_ms(),
+    };
 
     let writes = if req.writes.iter().all(|write| write.context.is_some()) {
         with_contexts::<E>(None, &req.row, req.writes)?
@@ -317,14 +340,37 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             .run_point_read(move || with_contexts(Some(&store), &row, writes))
             .await?
     };
-    let cells = inner
-        .writer
-        .write_row(req.row.clone(), writes, now_ms())
-        .await?;
+    // The local commit waits under the deadline too: a stalled disk must give the client a
+    // timeout (the write may still be applied), never a request that hangs.
+    let committed = inner.writer.write_row(req.row.clone(), writes, now_ms());
+    let cells = match tokio::time::timeout_at(deadline, committed).await {
+        Ok(cells) => cells?,
+        Err(_) => return Err(local_timeout()),
+    };
     quorum.on_ack(&inner.local);
 
-    let pool: FallbackPool = Arc::new(Mutex::new(live_fallbacks));
+    #[cfg(feature = "fault-injection")]
+    if crate::fault::drop_replication() {
+        // A deliberately broken build (chaos tests): acknowledge on the local copy alone.
+        return Ok(WriteOutcome {
+            cells,
+            acked: req.required,
+            required: req.required,
+            replication: quorum.replication(),
+            coordinator: inner.local.clone(),
+            hinted: 0,
+        });
+    }
+
+    let pool: FallbackPool = Arc::new(Mutex::new(liveness.live_fallbacks.into()));
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, SlotOutcome)>();
+    // Closed when this function returns: the slots still running become stragglers.
+    let (answered, answered_rx) = watch::channel(());
+    let copy_bytes = cells
+        .iter()
+        .map(|(column, cell)| column.len() + approx_cell_bytes(cell))
+        .sum::<usize>()
+        + req.row.key.len();
     for node in req.replicas.iter().filter(|n| **n != inner.local) {
         let slot = Slot {
             inner: inner.clone(),
@@ -335,20 +381,20 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             pool: pool.clone(),
         };
         let node = node.clone();
-        let is_alive = alive.contains(&node);
+        let is_alive = liveness.alive.contains(&node);
         let tx = tx.clone();
-        // Each slot runs to completion or the deadline even after the client
-        // has its answer: those are the stragglers finishing in the background,
-        // hints included.
+        let answered = answered_rx.clone();
         let in_flight = InFlight::new(inner.stats.clone());
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let outcome = slot.run(is_alive).await;
+            let outcome = slot.run_or_straggle(is_alive, answered, copy_bytes).await;
             // The coordinator may have answered already; then nobody listens.
             let _ = tx.send((node, outcome));
         });
     }
     drop(tx);
+    // Dropped with this frame, whichever way it returns.
+    let _answered = answered;
 
     loop {
         match quorum.state() {
@@ -395,35 +441,15 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
                     acked: quorum.acked(),
                     replication: quorum.replication(),
                     pending: quorum.pending(),
-                    timeout_ms: u64::try_from(inner.config.timeout.as_millis()).unwrap_or(u64::MAX),
+                    timeout_ms: inner.timeout_ms(),
                 })
             }
         }
     }
 }
 
-/// Describes a response of the wrong kind (or a remote failure) as a failure reason.
-pub(crate) fn unexpected(response: &Response) -> String {
-    match response {
-        Response::Error { kind, message } => format!("remote {}: {message}", kind_name(kind)),
-        other => format!("protocol error: unexpected {} response", other.name()),
-    }
-}
-
-fn kind_name(kind: &ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::BadRequest => "bad request",
-        ErrorKind::InvalidInput => "invalid input",
-        ErrorKind::Storage => "storage failure",
-        ErrorKind::TooManySiblings { .. } => "too many siblings",
-        ErrorKind::Unavailable(_) => "unavailable",
-        ErrorKind::QuorumFailed(_) => "quorum failure",
-        ErrorKind::Timeout { .. } => "timeout",
-        ErrorKind::Forward { .. } => "forwarding failure",
-        ErrorKind::NotCoordinator => "not a coordinator",
-        ErrorKind::Internal => "internal error",
-        ErrorKind::HintLimit { .. } => "hint limit reached",
-    }
+fn quorum_size(replicas: &[NodeId]) -> u32 {
+    u32::try_from(replicas.len()).unwrap_or(u32::MAX)
 }
 
 /// The cell writes of a client write. A context-less one supersedes what this replica holds
@@ -470,7 +496,7 @@ fn with_contexts<E: Engine>(
 /// second replica had seen the first copy) the second copy supersedes the
 /// first; otherwise both stay as siblings, as for any client retry.
 async fn forward<T: Transport, M: MembershipView, E: Engine>(
-    inner: &Inner<T, M, E>,
+    inner: &Shared<T, M, E>,
     req: WriteRequest,
     alive: Vec<NodeId>,
 ) -> Result<WriteOutcome, CoordinatorError> {

@@ -685,7 +685,7 @@ async fn replicas_answer_pings_and_refuse_foreign_or_uncoordinated_writes() {
     // A replica without a coordinator says so.
     let lone = tessera_cluster::Replica::new(
         "lone",
-        c.nodes[0].store.clone(),
+        tessera_cluster::RowWriter::inline(c.nodes[0].store.clone()),
         tessera_cluster::StorageRunner::Inline,
     );
     match lone
@@ -704,9 +704,12 @@ async fn replicas_answer_pings_and_refuse_foreign_or_uncoordinated_writes() {
 async fn the_blocking_runner_works_on_a_real_runtime() {
     use std::sync::Arc;
     use tessera_cluster::{
-        Coordinator, CoordinatorConfig, Replica, SimNetwork, StaticMembership, StorageRunner,
+        Coordinator, CoordinatorConfig, Replica, RowWriter, SimNetwork, StaticMembership,
+        StorageRunner,
     };
     use tessera_storage::{CellStore, MemoryEngine, StoreOptions};
+    // One runner per node, as each node has its own.
+    let workers: Vec<_> = (0..3).map(|_| tessera_worker::Runner::new()).collect();
     let net = SimNetwork::new(14);
     let names: Vec<NodeId> = (0..3).map(node_name).collect();
     let membership = Arc::new(StaticMembership::new(names.clone()));
@@ -716,14 +719,15 @@ async fn the_blocking_runner_works_on_a_real_runtime() {
             MemoryEngine::new(),
             StoreOptions::new(i as u64 + 1),
         ));
+        let writer = RowWriter::start(store, StorageRunner::Blocking, &workers[i]).unwrap();
         let replica = Arc::new(Replica::new(
             id.clone(),
-            store.clone(),
+            writer.clone(),
             StorageRunner::Blocking,
         ));
         let coordinator = Arc::new(Coordinator::new(
             id.clone(),
-            store,
+            writer,
             net.transport(id.clone()),
             membership.clone(),
             CoordinatorConfig::default(),

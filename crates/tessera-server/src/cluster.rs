@@ -12,10 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
-use tessera_cluster::{Coordinator, CoordinatorConfig, NodeId, Replica, StorageRunner, Transport};
+use tessera_cluster::{
+    Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
+};
 use tessera_membership::MemberId;
 use tessera_ring::{PartitionId, PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
+use tessera_worker::Runner;
 
 use crate::config::{Config, TransportKind};
 use crate::gossip::Gossip;
@@ -58,6 +61,7 @@ impl ClusterState {
         identity: &NodeIdentity,
         scheme: PartitionScheme,
         store: Arc<Store>,
+        workers: &Runner,
     ) -> Result<Self, NodeError> {
         let node_id = identity.node_id.as_str();
         let members = config.cluster.members().map_err(NodeError::Config)?;
@@ -139,15 +143,18 @@ impl ClusterState {
         } else {
             StorageRunner::InPlace
         };
+        let writer = RowWriter::start(store.clone(), runner, workers)
+            .map_err(|e| NodeError::Workers(e.to_string()))?;
         let coordinator = Arc::new(Coordinator::new(
             node_id,
-            store.clone(),
+            writer.clone(),
             transport.clone(),
             gossip.clone(),
             CoordinatorConfig {
                 timeout,
                 forward_timeout: timeout * 2,
                 storage: runner,
+                ..CoordinatorConfig::default()
             },
         ));
         let handoff = Arc::new(HintDelivery::new(
@@ -157,15 +164,10 @@ impl ClusterState {
             gossip.clone(),
             HandoffConfig {
                 hint_window: Duration::from_secs(config.hints.window_secs),
-                max_hints_per_second: config.hints.delivery_per_second,
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::sharing(
-            node_id,
-            coordinator.writer().clone(),
-            runner,
-        ));
+        let replica = Arc::new(Replica::new(node_id, writer, runner));
         replica.set_coordinator(&coordinator);
         Ok(Self {
             secret,

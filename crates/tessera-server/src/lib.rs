@@ -46,6 +46,12 @@ pub enum ServeError {
 
 /// How long a stopping node lets internal streams finish the requests they already took.
 const STREAM_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping node waits for replication stragglers and read repairs...
+const BACKGROUND_DRAIN: Duration = Duration::from_secs(2);
+/// ...and then for the stragglers to store their hints.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
+/// How long each group of workers has to stop.
+const WORKER_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Runs a node until `shutdown` completes.
 ///
@@ -80,13 +86,17 @@ pub async fn serve(
         stdout.flush()?;
     }
     let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
-    let membership = tokio::spawn(gossip::runtime::run(
-        node.clone(),
-        udp,
-        tasks_stopped.clone(),
-    ));
-    let handoff = node.cluster.handoff.clone();
-    let hint_delivery = tokio::spawn(async move { handoff.run(tasks_stopped).await });
+    let membership = tokio::spawn(gossip::runtime::run(node.clone(), udp, tasks_stopped));
+    let delivery_rate = u64::from(node.config.hints.delivery_per_second);
+    node.workers
+        .spawn_with(
+            tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
+            tessera_worker::WorkerOptions {
+                max_rate: (delivery_rate > 0).then_some(delivery_rate),
+                ..tessera_worker::WorkerOptions::default()
+            },
+        )
+        .map_err(|e| NodeError::Workers(e.to_string()))?;
     // Internal streams interleave small frames in both directions: Nagle's algorithm would hold
     // each answer back until the previous one is acknowledged.
     let listener = listener.tap_io(|tcp| {
@@ -105,9 +115,19 @@ pub async fn serve(
             "internal streams still busy after the grace period"
         );
     }
+    // Replication stragglers and read repairs first: those still running at the deadline keep
+    // their copies as hints, which needs the storage workers still running.
+    node.cluster
+        .coordinator
+        .background()
+        .drain(BACKGROUND_DRAIN, BACKGROUND_GRACE)
+        .await;
     let _ = stop_tasks.send(true);
     let _ = membership.await;
-    let _ = hint_delivery.await;
+    let stopped = node.workers.shutdown(WORKER_DEADLINE).await;
+    if !stopped.aborted.is_empty() {
+        tracing::warn!(node = node.id(), aborted = ?stopped.aborted, "workers did not stop in time");
+    }
     tracing::info!(node = node.id(), "closing storage");
     node.store.engine().flush()?;
     Ok(())

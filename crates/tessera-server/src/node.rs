@@ -21,6 +21,7 @@ use crate::config::{is_valid_node_id, Config};
 use crate::metrics::Metrics;
 use crate::peer::StreamGate;
 use crate::schema::{Schema, SchemaError};
+use tessera_worker::Runner;
 
 /// The store type of a running node.
 pub type Store = CellStore<RocksEngine>;
@@ -70,6 +71,8 @@ pub enum NodeError {
     Schema(#[from] SchemaError),
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot start a background worker: {0}")]
+    Workers(String),
 }
 
 /// Everything a request handler needs, shared behind an `Arc`.
@@ -83,10 +86,13 @@ pub struct Node {
     pub cluster: ClusterState,
     /// The internal streams peers opened to this node, stopped when it stops.
     pub streams: StreamGate,
+    /// Every background job of the node (group commit, membership, hint delivery, ...).
+    pub workers: Runner,
 }
 
 impl Node {
-    /// Opens (or creates) the node's data dir and loads its identity and schema.
+    /// Opens (or creates) the node's data dir and loads its identity and schema, and starts its
+    /// storage workers (group commit). Must run within a tokio runtime.
     pub fn open(config: Config) -> Result<Self, NodeError> {
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
@@ -120,7 +126,8 @@ impl Node {
                 stored: identity.partitions,
                 configured: config.cluster.partitions,
             })?;
-        let cluster = ClusterState::new(&config, &identity, partitions, store.clone())?;
+        let workers = Runner::new();
+        let cluster = ClusterState::new(&config, &identity, partitions, store.clone(), &workers)?;
         tracing::info!(
             node = %identity.node_id,
             ring_nodes = cluster.ring().node_count(),
@@ -138,6 +145,7 @@ impl Node {
             partitions,
             cluster,
             streams: StreamGate::default(),
+            workers,
         })
     }
 
@@ -230,8 +238,8 @@ mod tests {
         config
     }
 
-    #[test]
-    fn identity_is_created_once_and_checked() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn identity_is_created_once_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let first = Node::open(config(dir.path(), "n1")).unwrap().identity;
         let again = Node::open(config(dir.path(), "")).unwrap().identity;
@@ -248,8 +256,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_new_data_dir_gets_a_new_actor() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_new_data_dir_gets_a_new_actor() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let first = Node::open(config(a.path(), "n1")).unwrap().identity;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tessera_cluster::{
     ClientWrite, Coordinator, CoordinatorConfig, HandoffConfig, HintDelivery, NodeId, Replica,
-    SimNetwork, SimTransport, StaticMembership, StorageRunner, WriteRequest,
+    RowWriter, SimNetwork, SimTransport, StaticMembership, StorageRunner, WriteRequest,
 };
 use tessera_storage::{Actor, Cell, CellStore, Context, MemoryEngine, RowKey, StoreOptions};
 
@@ -42,6 +42,9 @@ pub struct Options {
     pub max_hints_per_target: u64,
     /// Hint delivery settings (storage and seed are set per node).
     pub handoff: HandoffConfig,
+    /// The coordinators' background budget.
+    pub background_tasks: u32,
+    pub background_bytes: u32,
 }
 
 impl Default for Options {
@@ -55,6 +58,8 @@ impl Default for Options {
                 call_timeout: Duration::from_secs(2),
                 ..HandoffConfig::default()
             },
+            background_tasks: CoordinatorConfig::default().background_tasks,
+            background_bytes: CoordinatorConfig::default().background_bytes,
         }
     }
 }
@@ -72,7 +77,29 @@ pub fn row(key: &str) -> RowKey {
     RowKey::new(1, (token >> 56) as u16, token, key.as_bytes().to_vec())
 }
 
+/// Stops every runner, each within `deadline`.
+pub async fn stop_workers(runners: &[tessera_worker::Runner], deadline: Duration) {
+    for runner in runners {
+        runner.shutdown(deadline).await;
+    }
+}
+
 impl Cluster {
+    /// Starts every node's hint delivery as a worker, each node on a runner of its own (as real
+    /// nodes have: worker names are unique per node).
+    pub fn start_delivery(&self) -> Vec<tessera_worker::Runner> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let runner = tessera_worker::Runner::new();
+                runner
+                    .spawn(tessera_cluster::HintDeliveryWorker(node.delivery.clone()))
+                    .expect("a new runner has no workers");
+                runner
+            })
+            .collect()
+    }
+
     pub fn new(nodes: usize, seed: u64) -> Self {
         Self::with_options(nodes, seed, Options::default())
     }
@@ -92,20 +119,23 @@ impl Cluster {
                     CellStore::new(MemoryEngine::new(), store_options)
                         .with_max_hints_per_target(options.max_hints_per_target),
                 );
+                let writer = RowWriter::inline(store.clone());
                 let replica = Arc::new(Replica::new(
                     id.clone(),
-                    store.clone(),
+                    writer.clone(),
                     StorageRunner::Inline,
                 ));
                 let coordinator = Arc::new(Coordinator::new(
                     id.clone(),
-                    store.clone(),
+                    writer,
                     net.transport(id.clone()),
                     membership.clone(),
                     CoordinatorConfig {
                         timeout: options.timeout,
                         forward_timeout: options.forward_timeout,
                         storage: StorageRunner::Inline,
+                        background_tasks: options.background_tasks,
+                        background_bytes: options.background_bytes,
                     },
                 ));
                 replica.set_coordinator(&coordinator);
