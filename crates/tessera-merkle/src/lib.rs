@@ -64,4 +64,5 @@ pub use shape::{
     BranchId, PartitionId, SegmentId, Token, TreeShape, DEFAULT_BRANCHES,
     DEFAULT_SEGMENTS_PER_BRANCH, MAX_PARTITION_BITS, MAX_SEGMENT_BITS, MERKLE_FORMAT_VERSION,
 };
+pub use tree::MerkleTree;
 pub use wire::{Body, ExchangeId, Message};

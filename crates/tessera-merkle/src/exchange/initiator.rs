@@ -134,12 +134,14 @@ impl Initiator {
         }
     }
 
-    /// Takes the result of the latest [`Action::Scan`].
-    pub fn on_scan(&mut self, cells: Vec<CellDigest>) -> Vec<Action> {
-        if self.is_over() {
+    /// Takes the result of an [`Action::Scan`], with the request it answers. A result of another
+    /// exchange is ignored; any other result but that of the pending scan fails the exchange.
+    pub fn on_scan(&mut self, request: &ScanRequest, cells: Vec<CellDigest>) -> Vec<Action> {
+        if self.is_over() || request.exchange != self.exchange {
+            self.stats.ignored += 1;
             return Vec::new();
         }
-        match self.handle_scan(cells) {
+        match self.handle_scan(request, cells) {
             Ok(actions) => actions,
             Err(error) => self.fail(error),
         }
@@ -293,18 +295,20 @@ impl Initiator {
         segments: Vec<SegmentId>,
         after: Option<CellId>,
     ) -> Result<Vec<Action>, MerkleError> {
+        let message = self.next_request(Body::CellsRequest {
+            segments: segments.clone(),
+            after: after.clone(),
+            limit: self.config.max_cells_per_page,
+        })?;
         let request = ScanRequest {
+            exchange: self.exchange,
+            seq: message.seq,
             shape: self.tree.shape(),
             partition: self.exchange.partition,
             segments,
             after,
             limit: self.config.max_cells_per_page,
         };
-        let message = self.next_request(Body::CellsRequest {
-            segments: request.segments.clone(),
-            after: request.after.clone(),
-            limit: request.limit,
-        })?;
         self.phase = Phase::Page(Page {
             request: request.clone(),
             remote: None,
@@ -313,9 +317,13 @@ impl Initiator {
         Ok(vec![self.send(message), Action::Scan(request)])
     }
 
-    fn handle_scan(&mut self, cells: Vec<CellDigest>) -> Result<Vec<Action>, MerkleError> {
+    fn handle_scan(
+        &mut self,
+        request: &ScanRequest,
+        cells: Vec<CellDigest>,
+    ) -> Result<Vec<Action>, MerkleError> {
         match mem::replace(&mut self.phase, Phase::Over) {
-            Phase::Page(mut page) if page.local.is_none() => {
+            Phase::Page(mut page) if page.local.is_none() && page.request == *request => {
                 check_page("local scan", &page.request, &cells)?;
                 self.stats.cells_scanned += cells.len() as u64;
                 page.local = Some(cells);

@@ -89,14 +89,20 @@ impl ExchangeConfig {
     }
 }
 
-/// A request to the caller for the digests of local cells; answer with `on_scan`.
+/// A request to the caller for the digests of local cells; answer with `on_scan(&request,
+/// cells)` on the machine that asked.
 ///
 /// The answer is every cell of the partition whose token lies in one of `segments` (see
 /// [`ScanRequest::token_ranges`]) and whose [`CellId`] is greater than `after`, in storage order,
 /// as [`CellDigest`](crate::CellDigest)s, stopping after `limit` cells. Fewer than `limit` cells
-/// means there are no more.
+/// means there are no more. The request is handed back with its answer so that a late answer
+/// meant for an abandoned exchange cannot be taken for the current one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanRequest {
+    /// The exchange that asks.
+    pub exchange: ExchangeId,
+    /// The number of the request the scan serves.
+    pub seq: u32,
     /// The tree shape, to map segments to token ranges.
     pub shape: TreeShape,
     /// The partition.
@@ -125,7 +131,7 @@ impl ScanRequest {
 pub enum Action {
     /// Send this message to the peer.
     Send(Message),
-    /// Scan local cells and call `on_scan` with the result.
+    /// Scan local cells and call `on_scan` with the request and the result.
     Scan(ScanRequest),
     /// Move these cells between the replicas (initiator only): fetch `pull` from the peer, send
     /// `push` to it, and for `diverged` fetch, merge with DVV sync and send the merge back. The
@@ -179,7 +185,8 @@ pub struct ExchangeStats {
     pub diverged: u64,
     /// Requests sent again after a timeout, or replies sent again for a repeated request.
     pub retransmits: u64,
-    /// Messages ignored as duplicates, stale or from another session.
+    /// Messages ignored as duplicates, stale or from another session, and scan results of
+    /// another exchange.
     pub ignored: u64,
 }
 

@@ -83,15 +83,18 @@ impl Responder {
         }
     }
 
-    /// Takes the result of the latest [`Action::Scan`].
-    pub fn on_scan(&mut self, cells: Vec<CellDigest>) -> Vec<Action> {
-        if self.is_over() {
+    /// Takes the result of an [`Action::Scan`], with the request it answers. A result of another
+    /// exchange is ignored; any other result but that of the pending scan fails the exchange.
+    pub fn on_scan(&mut self, request: &ScanRequest, cells: Vec<CellDigest>) -> Vec<Action> {
+        if self.is_over() || Some(request.exchange) != self.exchange {
+            self.stats.ignored += 1;
             return Vec::new();
         }
-        let Some(request) = self.pending_scan.take() else {
+        if self.pending_scan.as_ref() != Some(request) {
             return self.fail_local(MerkleError::UnexpectedScan);
-        };
-        if let Err(error) = check_page("local scan", &request, &cells) {
+        }
+        self.pending_scan = None;
+        if let Err(error) = check_page("local scan", request, &cells) {
             return self.fail_local(error);
         }
         self.stats.cells_scanned += cells.len() as u64;
@@ -225,6 +228,8 @@ impl Responder {
                     }
                 }
                 let request = ScanRequest {
+                    exchange: msg.exchange,
+                    seq: msg.seq,
                     shape,
                     partition,
                     segments: segments.clone(),
