@@ -82,6 +82,9 @@ pub enum MerkleError {
         reason: String,
     },
 
+    #[error("{what} is empty")]
+    EmptyRequest { what: &'static str },
+
     #[error("{what} holds {found} entries, the limit is {max}")]
     TooMany {
         what: &'static str,

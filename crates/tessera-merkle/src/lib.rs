@@ -11,7 +11,7 @@
 //!   (1024 by default) under *branches* (32) under a root. A segment is one contiguous key range
 //!   on disk ([`TreeShape::segment_range`]), because tokens lead the storage key.
 //! - [`cell_digest`]: SHA-256 of (partition key, column, encoded cell), truncated to 128 bits
-//!   ([`digest`](crate::Digest) says why that is enough).
+//!   (see *Why 128 bits* below).
 //! - A node is the XOR of the cell digests below it, so a write changes its segment, branch and
 //!   root by the same [`Delta`] (`old ^ new`), in O(1), in any order, without reading other
 //!   cells. The storage applies it in the write's own batch ([`NodeRef`],
@@ -31,8 +31,25 @@
 //! segments, page by page. They take [`Message`]s, scan results and timeouts and return
 //! [`Action`]s; they survive lost, repeated and reordered messages, can be abandoned and
 //! restarted, and count what they cost ([`ExchangeStats`]). Replicas that agree exchange two
-//! messages of a few dozen bytes, whatever the number of cells. See [`exchange`](crate::exchange)
-//! for the protocol.
+//! messages of a few dozen bytes, whatever the number of cells. See [`exchange`] for the
+//! protocol.
+//!
+//! # Why XOR, and why 128 bits
+//! XOR is associative, commutative and its own inverse: a node does not depend on the order of
+//! writes, a write needs only its own old and new digest (which the write path has, since it
+//! reads the old cell to merge it), and removing a cell (a purged tombstone) is the same
+//! operation as adding it. Within one partition a (key, column) appears once, so no cell can
+//! cancel itself out.
+//!
+//! A digest only has to tell different cells, and different sets of cells, apart: with 128 bits
+//! two differing sets look equal with probability 2^-128 per comparison, far below the rate of
+//! undetected disk or memory errors, at half the bytes of full SHA-256 in every stored node and
+//! every message. More bits would not make XOR trees resist an adversary: a client that writes
+//! many chosen cells can search for a set whose XOR cancels (Wagner's generalised birthday
+//! problem) at any width, and the most it gains is that its own cells are not repaired by
+//! anti-entropy (read repair still sees them). Once a segment differs, its cells are compared one
+//! by one, where nothing can cancel. SHA-256 itself is a workspace dependency already and runs
+//! with the CPU's SHA extensions where present.
 //!
 //! Everything that crosses the network or reaches the disk carries [`MERKLE_FORMAT_VERSION`]:
 //! in the shape of every message, and first in every encoding.

@@ -7,19 +7,12 @@ use crate::exchange::ScanRequest;
 use crate::shape::{PartitionId, TreeShape};
 use crate::wire::Message;
 
-/// Checks that `msg` speaks our format and is about our table, partition and tree shape.
-pub(super) fn check_peer(
+/// Checks that `msg` is about our table and partition.
+pub(super) fn check_route(
     msg: &Message,
-    shape: &TreeShape,
     table: u32,
     partition: PartitionId,
 ) -> Result<(), MerkleError> {
-    if msg.shape.format() != shape.format() {
-        return Err(MerkleError::UnsupportedVersion {
-            found: msg.shape.format(),
-            supported: shape.format(),
-        });
-    }
     if msg.exchange.table != table {
         return Err(MerkleError::TableMismatch {
             local: table,
@@ -32,23 +25,26 @@ pub(super) fn check_peer(
             remote: msg.exchange.partition,
         });
     }
+    Ok(())
+}
+
+/// Checks that `msg` speaks our format and tree shape. An `Abort` is read before this check, so
+/// that a peer refusing our shape or version can say so.
+pub(super) fn check_format(msg: &Message, shape: &TreeShape) -> Result<(), MerkleError> {
     msg.shape.check_compatible(shape)
 }
 
 /// Checks a list of branch or segment ids: not empty, at most `max`, strictly ascending, each
-/// below `bound`.
+/// below `bound` (reported by `out_of_range(id, bound)`).
 pub(super) fn check_ids(
     what: &'static str,
     ids: &[u32],
     bound: u32,
     max: usize,
+    out_of_range: fn(u32, u32) -> MerkleError,
 ) -> Result<(), MerkleError> {
     if ids.is_empty() {
-        return Err(MerkleError::WrongLength {
-            what,
-            found: 0,
-            expected: 1,
-        });
+        return Err(MerkleError::EmptyRequest { what });
     }
     if ids.len() > max {
         return Err(MerkleError::TooMany {
@@ -64,13 +60,19 @@ pub(super) fn check_ids(
         });
     }
     match ids.last() {
-        Some(&last) if last >= bound => Err(MerkleError::TooMany {
-            what,
-            found: last as usize + 1,
-            max: bound as usize,
-        }),
+        Some(&last) if last >= bound => Err(out_of_range(last, bound)),
         _ => Ok(()),
     }
+}
+
+/// [`check_ids`]'s report of a branch out of range.
+pub(super) fn branch_out_of_range(branch: u32, branches: u32) -> MerkleError {
+    MerkleError::BranchOutOfRange { branch, branches }
+}
+
+/// [`check_ids`]'s report of a segment out of range.
+pub(super) fn segment_out_of_range(segment: u32, segments: u32) -> MerkleError {
+    MerkleError::SegmentOutOfRange { segment, segments }
 }
 
 /// Checks that `cells` answers `request`: at most `limit` cells, strictly ascending, each after

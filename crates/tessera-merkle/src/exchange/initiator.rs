@@ -6,7 +6,7 @@ use std::mem;
 use crate::cells::{compare_cells, CellDigest, CellId};
 use crate::diff::{differing, differing_segments};
 use crate::error::MerkleError;
-use crate::exchange::check::{check_page, check_peer};
+use crate::exchange::check::{check_format, check_page, check_route};
 use crate::exchange::{
     Action, ExchangeConfig, ExchangeReport, ExchangeState, ExchangeStats, ScanRequest,
 };
@@ -177,12 +177,7 @@ impl Initiator {
     }
 
     fn handle_message(&mut self, msg: &Message) -> Result<Vec<Action>, MerkleError> {
-        check_peer(
-            msg,
-            &self.tree.shape(),
-            self.exchange.table,
-            self.exchange.partition,
-        )?;
+        check_route(msg, self.exchange.table, self.exchange.partition)?;
         if msg.exchange.session != self.exchange.session {
             self.stats.ignored += 1;
             return Ok(Vec::new());
@@ -192,6 +187,7 @@ impl Initiator {
                 reason: reason.clone(),
             });
         }
+        check_format(msg, &self.tree.shape())?;
         if msg.seq > self.seq {
             return Err(MerkleError::UnexpectedSequence {
                 expected: self.seq,

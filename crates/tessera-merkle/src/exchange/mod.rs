@@ -31,7 +31,7 @@
 //! carries its request's number; anything older or from another session is ignored and counted.
 //! The caller calls [`Initiator::on_timeout`] when a reply is overdue: the request is sent again,
 //! up to `max_retries` times, after which the exchange fails with
-//! [`MerkleError::TimedOut`](crate::MerkleError::TimedOut). The responder answers a repeated
+//! [`MerkleError::TimedOut`]. The responder answers a repeated
 //! request from its cached reply. Either side can [`abandon`](Initiator::abandon) an exchange,
 //! which tells the peer; a new exchange with a new session number restarts from the root.
 

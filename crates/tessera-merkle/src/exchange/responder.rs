@@ -2,7 +2,9 @@
 
 use crate::cells::CellDigest;
 use crate::error::MerkleError;
-use crate::exchange::check::{check_ids, check_page, check_peer};
+use crate::exchange::check::{
+    branch_out_of_range, check_format, check_ids, check_page, check_route, segment_out_of_range,
+};
 use crate::exchange::{
     Action, ExchangeConfig, ExchangeReport, ExchangeState, ExchangeStats, ScanRequest,
 };
@@ -115,12 +117,11 @@ impl Responder {
         let partition = self.tree.partition();
         match self.exchange {
             None if msg.starts_exchange() => {
-                check_peer(msg, &self.tree.shape(), self.table, partition)?;
+                check_route(msg, self.table, partition)?;
+                check_format(msg, &self.tree.shape())?;
                 self.exchange = Some(msg.exchange);
             }
-            Some(exchange) if exchange == msg.exchange => {
-                check_peer(msg, &self.tree.shape(), self.table, partition)?;
-            }
+            Some(exchange) if exchange == msg.exchange => {}
             // Another session's message, or a late one from before this session's root.
             _ => {
                 self.stats.ignored += 1;
@@ -138,6 +139,7 @@ impl Responder {
                 reason: reason.clone(),
             });
         }
+        check_format(msg, &self.tree.shape())?;
         if let Some(last) = self.last_seq {
             if msg.seq < last {
                 self.stats.ignored += 1;
@@ -195,6 +197,7 @@ impl Responder {
                     branches,
                     shape.branches(),
                     shape.branches() as usize,
+                    branch_out_of_range,
                 )?;
                 let digests = self.tree.segments_under(branches)?;
                 Ok(vec![self.reply(Body::Leaves { digests })])
@@ -209,6 +212,7 @@ impl Responder {
                     segments,
                     shape.segments(),
                     self.config.max_segments_per_request as usize,
+                    segment_out_of_range,
                 )?;
                 if *limit == 0 {
                     return Err(MerkleError::Malformed {
