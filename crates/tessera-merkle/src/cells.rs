@@ -71,6 +71,12 @@ impl CellDigest {
         Self { id, digest }
     }
 
+    /// What this entry counts for against a page's byte budget: its key, column and digest, and
+    /// 16 bytes for its token and lengths (about its encoded size).
+    pub fn page_bytes(&self) -> u64 {
+        16 + self.id.key.len() as u64 + self.id.column.len() as u64 + 16
+    }
+
     /// The entry of a stored cell: `cell` is its canonical encoded bytes.
     pub fn of_cell(
         token: Token,

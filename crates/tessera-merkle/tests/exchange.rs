@@ -76,10 +76,12 @@ fn arb_config() -> impl Strategy<Value = ExchangeConfig> {
     (
         prop_oneof![1u32..=3, Just(64)],
         prop_oneof![1u32..=5, Just(1024)],
+        prop_oneof![Just(1u32 << 20), 1u32..200],
     )
-        .prop_map(|(segments, cells)| ExchangeConfig {
+        .prop_map(|(segments, cells, bytes)| ExchangeConfig {
             max_segments_per_request: segments,
             max_cells_per_page: cells,
+            max_page_bytes: bytes,
             max_retries: 3,
         })
 }
@@ -253,6 +255,45 @@ fn wide_rows_are_paged() {
     let responder = run.responder.unwrap();
     // Every page overlaps the previous by at most one page of cells.
     assert!(responder.cell_digests_sent <= 2 * 200, "{responder:?}");
+}
+
+/// Cells with kilobyte keys and columns, pages of at most 4 KiB: every `Cells` message stays
+/// within the budget plus one cell, and the replicas still converge.
+#[test]
+fn pages_respect_the_byte_budget() {
+    let shape = default_shape();
+    let mut local = Replica::new(shape, 5);
+    let mut remote = Replica::new(shape, 5);
+    for row in 0..30u32 {
+        for column in 0..20u8 {
+            let token = token_in(&shape, 5, row % 3);
+            let id = CellId::new(token, vec![b'k'; 1000 + row as usize], vec![column; 1000]);
+            if (row + u32::from(column)) % 3 != 0 {
+                local.put(id.clone(), vec![1]);
+            }
+            if (row + u32::from(column)) % 4 != 0 {
+                remote.put(id, vec![2]);
+            }
+        }
+    }
+    let config = ExchangeConfig {
+        max_page_bytes: 4096,
+        ..ExchangeConfig::default()
+    };
+    let mut driver = Driver::new(&mut local, &mut remote, config, None);
+    let mut initiator = driver.start(1);
+    let run = driver.run(&mut initiator, 1_000_000);
+    drop(driver);
+    assert_eq!(run.state, ExchangeState::Finished);
+    common::assert_converged(&local, &remote);
+    let (i, r) = (run.initiator, run.responder.unwrap());
+    // Cells of about 2 KiB: a page ends with the third, which reaches 4 KiB.
+    assert!(r.cell_digests_sent <= 3 * i.pages, "{i:?} {r:?}");
+    let mean = r.bytes_sent / r.messages_sent.max(1);
+    assert!(mean < 4096 + 2100, "{mean}");
+    // Scans stop at the budget too: each reads one page, not `max_cells_per_page` cells.
+    assert_eq!(r.cells_scanned, r.cell_digests_sent);
+    assert!(i.cells_scanned <= 3 * i.pages, "{i:?}");
 }
 
 /// The numbers: replicas that agree exchange two messages of the same few bytes whatever the

@@ -84,6 +84,7 @@ fn small_pages(retries: u32) -> ExchangeConfig {
         max_segments_per_request: 3,
         max_cells_per_page: 4,
         max_retries: retries,
+        ..ExchangeConfig::default()
     }
 }
 

@@ -27,6 +27,7 @@ fn config() -> ExchangeConfig {
         max_segments_per_request: 4,
         max_cells_per_page: 4,
         max_retries: 2,
+        ..ExchangeConfig::default()
     }
 }
 

@@ -5,10 +5,11 @@ use std::mem;
 
 use crate::cells::{compare_cells, CellDigest, CellId};
 use crate::diff::{differing, differing_segments};
+use crate::digest::Digest;
 use crate::error::MerkleError;
 use crate::exchange::check::{check_format, check_page, check_route};
 use crate::exchange::{
-    Action, ExchangeConfig, ExchangeReport, ExchangeState, ExchangeStats, ScanRequest,
+    cut_page, Action, ExchangeConfig, ExchangeReport, ExchangeState, ExchangeStats, ScanRequest,
 };
 use crate::shape::{BranchId, SegmentId};
 use crate::tree::MerkleTree;
@@ -56,8 +57,9 @@ impl Phase {
 #[derive(Debug, Clone)]
 struct Page {
     request: ScanRequest,
+    /// A side's cells and whether they are complete (nothing follows in the segments).
     remote: Option<(Vec<CellDigest>, bool)>,
-    local: Option<Vec<CellDigest>>,
+    local: Option<(Vec<CellDigest>, bool)>,
 }
 
 impl Initiator {
@@ -231,7 +233,7 @@ impl Initiator {
         }
     }
 
-    fn on_branches(&mut self, remote: &[crate::Digest]) -> Result<Vec<Action>, MerkleError> {
+    fn on_branches(&mut self, remote: &[Digest]) -> Result<Vec<Action>, MerkleError> {
         let local = self.tree.branches();
         if remote.len() != local.len() {
             return Err(MerkleError::WrongLength {
@@ -257,7 +259,7 @@ impl Initiator {
     fn on_leaves(
         &mut self,
         branches: &[BranchId],
-        remote: &[crate::Digest],
+        remote: &[Digest],
     ) -> Result<Vec<Action>, MerkleError> {
         let local = self.tree.segments_under(branches)?;
         if remote.len() != local.len() {
@@ -304,6 +306,7 @@ impl Initiator {
             segments,
             after,
             limit: self.config.max_cells_per_page,
+            max_bytes: self.config.max_page_bytes,
         };
         self.phase = Phase::Page(Page {
             request: request.clone(),
@@ -322,7 +325,10 @@ impl Initiator {
             Phase::Page(mut page) if page.local.is_none() && page.request == *request => {
                 check_page("local scan", &page.request, &cells)?;
                 self.stats.cells_scanned += cells.len() as u64;
-                page.local = Some(cells);
+                let mut cells = cells;
+                let full = cut_page(&mut cells, page.request.max_bytes);
+                let complete = !full && cells.len() < page.request.limit as usize;
+                page.local = Some((cells, complete));
                 self.try_compare_page(page)
             }
             _ => Err(MerkleError::UnexpectedScan),
@@ -333,11 +339,12 @@ impl Initiator {
     /// (or to the end of the segments when it is complete), so the comparison covers cells up to
     /// the smaller of the two ends; the next page starts after it.
     fn try_compare_page(&mut self, page: Page) -> Result<Vec<Action>, MerkleError> {
-        let (Some((remote, remote_complete)), Some(local)) = (&page.remote, &page.local) else {
+        let (Some((remote, remote_complete)), Some((local, local_complete))) =
+            (&page.remote, &page.local)
+        else {
             self.phase = Phase::Page(page);
             return Ok(Vec::new());
         };
-        let local_complete = local.len() < page.request.limit as usize;
         let bound: Option<CellId> = [
             (!remote_complete).then(|| remote.last()).flatten(),
             (!local_complete).then(|| local.last()).flatten(),

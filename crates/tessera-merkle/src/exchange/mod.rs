@@ -44,7 +44,7 @@ pub use responder::Responder;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cells::{CellDiff, CellId};
+use crate::cells::{CellDiff, CellDigest, CellId};
 use crate::error::MerkleError;
 use crate::shape::{PartitionId, SegmentId, Token, TreeShape};
 use crate::wire::{ExchangeId, Message};
@@ -57,6 +57,10 @@ pub struct ExchangeConfig {
     /// Most cells in one page (one `Cells` message, one scan). A responder serves at most this
     /// many whatever the initiator asks for.
     pub max_cells_per_page: u32,
+    /// Most bytes of cell digests in one page ([`CellDigest::page_bytes`], about the encoded
+    /// size; keys and columns can be 64 KiB each). A page ends with the cell that reaches it, so
+    /// it always holds at least one cell and the exchange always progresses.
+    pub max_page_bytes: u32,
     /// Retransmissions of one request before the initiator gives up.
     pub max_retries: u32,
 }
@@ -66,6 +70,7 @@ impl Default for ExchangeConfig {
         Self {
             max_segments_per_request: 64,
             max_cells_per_page: 1024,
+            max_page_bytes: 1 << 20,
             max_retries: 3,
         }
     }
@@ -77,6 +82,7 @@ impl ExchangeConfig {
         for (field, value) in [
             ("max_segments_per_request", self.max_segments_per_request),
             ("max_cells_per_page", self.max_cells_per_page),
+            ("max_page_bytes", self.max_page_bytes),
         ] {
             if value == 0 {
                 return Err(MerkleError::InvalidConfig {
@@ -92,11 +98,16 @@ impl ExchangeConfig {
 /// A request to the caller for the digests of local cells; answer with `on_scan(&request,
 /// cells)` on the machine that asked.
 ///
-/// The answer is every cell of the partition whose token lies in one of `segments` (see
+/// The answer is the cells of the partition whose token lies in one of `segments` (see
 /// [`ScanRequest::token_ranges`]) and whose [`CellId`] is greater than `after`, in storage order,
-/// as [`CellDigest`](crate::CellDigest)s, stopping after `limit` cells. Fewer than `limit` cells
-/// means there are no more. The request is handed back with its answer so that a late answer
-/// meant for an abandoned exchange cannot be taken for the current one's.
+/// as [`CellDigest`]s, stopping after `limit` cells or right after the cell at which the running
+/// sum of [`CellDigest::page_bytes`] reaches `max_bytes`, whichever comes first. A page that
+/// stops at neither means there are no more cells. In storage terms: for each segment's token
+/// range, scan from the segment's first key (or, in the segment of `after`, from the successor of
+/// `after`'s cell key) to the segment's last key.
+///
+/// The request is handed back with its answer so that a late answer meant for an abandoned
+/// exchange cannot be taken for the current one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanRequest {
     /// The exchange that asks.
@@ -113,6 +124,8 @@ pub struct ScanRequest {
     pub after: Option<CellId>,
     /// Most cells to return.
     pub limit: u32,
+    /// Byte budget of the page (see [`CellDigest::page_bytes`]).
+    pub max_bytes: u32,
 }
 
 impl ScanRequest {
@@ -124,6 +137,20 @@ impl ScanRequest {
             .filter_map(|s| self.shape.segment_range(self.partition, *s).ok())
             .collect()
     }
+}
+
+/// Cuts `cells` after the first cell at which their [`CellDigest::page_bytes`] reach
+/// `max_bytes`; returns whether the budget was reached, that is whether the page is full.
+pub(crate) fn cut_page(cells: &mut Vec<CellDigest>, max_bytes: u32) -> bool {
+    let mut total = 0u64;
+    for (index, cell) in cells.iter().enumerate() {
+        total += cell.page_bytes();
+        if total >= u64::from(max_bytes) {
+            cells.truncate(index + 1);
+            return true;
+        }
+    }
+    false
 }
 
 /// What the caller must do next.

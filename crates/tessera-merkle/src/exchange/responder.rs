@@ -6,7 +6,7 @@ use crate::exchange::check::{
     branch_out_of_range, check_format, check_ids, check_page, check_route, segment_out_of_range,
 };
 use crate::exchange::{
-    Action, ExchangeConfig, ExchangeReport, ExchangeState, ExchangeStats, ScanRequest,
+    cut_page, Action, ExchangeConfig, ExchangeReport, ExchangeState, ExchangeStats, ScanRequest,
 };
 use crate::tree::MerkleTree;
 use crate::wire::{Body, ExchangeId, Message};
@@ -100,8 +100,10 @@ impl Responder {
             return self.fail_local(error);
         }
         self.stats.cells_scanned += cells.len() as u64;
+        let mut cells = cells;
+        let full = cut_page(&mut cells, request.max_bytes);
+        let complete = !full && cells.len() < request.limit as usize;
         self.stats.cell_digests_sent += cells.len() as u64;
-        let complete = cells.len() < request.limit as usize;
         vec![self.reply(Body::Cells { cells, complete })]
     }
 
@@ -239,6 +241,7 @@ impl Responder {
                     segments: segments.clone(),
                     after: after.clone(),
                     limit: (*limit).min(self.config.max_cells_per_page),
+                    max_bytes: self.config.max_page_bytes,
                 };
                 self.pending_scan = Some(request.clone());
                 Ok(vec![Action::Scan(request)])

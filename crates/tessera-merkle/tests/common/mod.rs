@@ -67,19 +67,27 @@ impl Replica {
     }
 
     /// The scan contract: cells of the requested segments' token ranges, after `after`, in
-    /// order, at most `limit`.
+    /// order, stopping after `limit` cells or at the cell that reaches the byte budget.
     pub fn scan(&self, request: &ScanRequest) -> Vec<CellDigest> {
         let mut out = Vec::new();
+        let mut bytes_so_far = 0;
         for (start, end) in request.token_ranges() {
             let from = CellId::new(start, Vec::new(), Vec::new());
             for (id, bytes) in self.cells.range(from..) {
-                if id.token > end || out.len() == request.limit as usize {
+                if id.token > end {
                     break;
                 }
                 if request.after.as_ref().is_some_and(|after| id <= after) {
                     continue;
                 }
-                out.push(CellDigest::new(id.clone(), Self::digest(id, bytes)));
+                let entry = CellDigest::new(id.clone(), Self::digest(id, bytes));
+                bytes_so_far += entry.page_bytes();
+                out.push(entry);
+                if out.len() == request.limit as usize
+                    || bytes_so_far >= u64::from(request.max_bytes)
+                {
+                    return out;
+                }
             }
         }
         out
