@@ -112,8 +112,9 @@ impl Body {
 }
 
 impl Message {
-    /// Whether this message starts an exchange at the responder: the integration creates a new
-    /// [`Responder`](crate::Responder), with a fresh tree snapshot, for each such message.
+    /// Whether this message starts an exchange at the responder: the integration creates a
+    /// [`Responder`](crate::Responder), with a fresh tree snapshot, when such a message names an
+    /// exchange it has no responder for.
     pub fn starts_exchange(&self) -> bool {
         matches!(self.body, Body::Root { .. }) && self.seq == 0
     }

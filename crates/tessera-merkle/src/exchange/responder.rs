@@ -13,9 +13,12 @@ use crate::wire::{Body, ExchangeId, Message};
 
 /// The side that answers an exchange. See the [module docs](crate::exchange).
 ///
-/// The caller makes one per message for which [`Message::starts_exchange`] holds, with a fresh
-/// snapshot of its tree, and hands it that message first. It then routes the exchange's later
-/// messages to it, and drops it once it is over or has been idle past the caller's timeout.
+/// The caller keeps responders by [`ExchangeId`] (and peer). For a message of an exchange it has
+/// no responder for, it makes one, with a fresh snapshot of its tree, if
+/// [`Message::starts_exchange`] holds, and drops the message otherwise; every other message of
+/// the exchange, a repeated `Root` included, goes to the existing responder. A new session of the
+/// same peer, table and partition replaces the old one's responder. The caller drops a responder
+/// once it is over or has been idle past the caller's timeout.
 #[derive(Debug, Clone)]
 pub struct Responder {
     table: u32,
