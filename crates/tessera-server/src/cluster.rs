@@ -21,10 +21,12 @@ use tessera_storage::RocksEngine;
 use tessera_worker::Runner;
 
 use crate::config::{Config, TransportKind};
+use crate::gossip::events::EventQueue;
 use crate::gossip::Gossip;
 use crate::node::{NodeError, NodeIdentity, Store};
 use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
 use crate::roster::Roster;
+use crate::schema_sync::SchemaPushes;
 
 /// How a running node reaches its peers (`cluster.transport` picks the implementation).
 pub type PeerTransport = Arc<dyn Transport>;
@@ -44,6 +46,10 @@ pub struct ClusterState {
     pub coordinator: Arc<NodeCoordinator>,
     pub replica: Arc<Replica<RocksEngine>>,
     pub handoff: Arc<NodeHandoff>,
+    /// What membership learned that needs the disk, for the `membership-events` worker.
+    pub events: EventQueue,
+    /// New tables, for the `schema-push` worker.
+    pub schema_pushes: SchemaPushes,
     /// True when the ring is the fixed `cluster.nodes` list.
     static_ring: bool,
     scheme: PartitionScheme,
@@ -177,6 +183,8 @@ impl ClusterState {
             coordinator,
             replica,
             handoff,
+            events: EventQueue::default(),
+            schema_pushes: SchemaPushes::default(),
             static_ring,
             scheme,
             ring_replicas: config.cluster.ring_replicas,

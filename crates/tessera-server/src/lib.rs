@@ -53,6 +53,33 @@ const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 /// How long each group of workers has to stop.
 const WORKER_DEADLINE: Duration = Duration::from_secs(5);
 
+/// Starts the node's service workers (its storage workers started with it): membership over
+/// `udp`, what membership learns, schema pushes and hint delivery.
+fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), NodeError> {
+    let failed = |e: tessera_worker::RunnerError| NodeError::Workers(e.to_string());
+    let workers = &node.workers;
+    workers
+        .spawn(gossip::runtime::MembershipWorker::new(node.clone(), udp))
+        .map_err(failed)?;
+    if let Some(applier) = gossip::events::EventApplier::new(node.clone()) {
+        workers.spawn(applier).map_err(failed)?;
+    }
+    if let Some(pusher) = schema_sync::SchemaPusher::new(node.clone()) {
+        workers.spawn(pusher).map_err(failed)?;
+    }
+    let delivery_rate = u64::from(node.config.hints.delivery_per_second);
+    workers
+        .spawn_with(
+            tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
+            tessera_worker::WorkerOptions {
+                max_rate: (delivery_rate > 0).then_some(delivery_rate),
+                ..tessera_worker::WorkerOptions::default()
+            },
+        )
+        .map_err(failed)?;
+    Ok(())
+}
+
 /// Runs a node until `shutdown` completes.
 ///
 /// Once listening, it prints `tessera listening on http://ADDR` on stdout (tests and scripts wait
@@ -85,18 +112,7 @@ pub async fn serve(
         writeln!(stdout, "tessera listening on http://{local}")?;
         stdout.flush()?;
     }
-    let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
-    let membership = tokio::spawn(gossip::runtime::run(node.clone(), udp, tasks_stopped));
-    let delivery_rate = u64::from(node.config.hints.delivery_per_second);
-    node.workers
-        .spawn_with(
-            tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
-            tessera_worker::WorkerOptions {
-                max_rate: (delivery_rate > 0).then_some(delivery_rate),
-                ..tessera_worker::WorkerOptions::default()
-            },
-        )
-        .map_err(|e| NodeError::Workers(e.to_string()))?;
+    start_workers(&node, udp)?;
     // Internal streams interleave small frames in both directions: Nagle's algorithm would hold
     // each answer back until the previous one is acknowledged.
     let listener = listener.tap_io(|tcp| {
@@ -122,8 +138,6 @@ pub async fn serve(
         .background()
         .drain(BACKGROUND_DRAIN, BACKGROUND_GRACE)
         .await;
-    let _ = stop_tasks.send(true);
-    let _ = membership.await;
     let stopped = node.workers.shutdown(WORKER_DEADLINE).await;
     if !stopped.aborted.is_empty() {
         tracing::warn!(node = node.id(), aborted = ?stopped.aborted, "workers did not stop in time");
