@@ -25,8 +25,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tessera_ring::{token_of, PartitionScheme};
 use tessera_storage::{
-    cell_key, CellStore, CellWrite, ColumnFamily, Engine, RocksEngine, RocksOptions, RowKey,
-    StorageError, StoreOptions, WriteBatch,
+    cell_key, CellStore, CellWrite, ColumnFamily, Engine, EngineRead, RocksEngine, RocksOptions,
+    RowKey, StorageError, StoreOptions, WriteBatch,
 };
 
 use crate::error::BenchError;

@@ -2,9 +2,10 @@
 //!
 //! Three layers:
 //! - the **engine** ([`Engine`]): an ordered key-value store with column
-//!   families and atomic batches, implemented by RocksDB ([`RocksEngine`]) for
-//!   real nodes and by a `BTreeMap` ([`MemoryEngine`]) for deterministic
-//!   simulations, both held to one [`conformance`] suite;
+//!   families, atomic batches, range iterators and snapshots, implemented by
+//!   RocksDB ([`RocksEngine`]) for real nodes and by `BTreeMap`s
+//!   ([`MemoryEngine`]) for deterministic simulations, both held to one
+//!   [`conformance`] suite;
 //! - the **cell store** ([`CellStore`]): rows of DVVSet-versioned cells laid out
 //!   so that a partition and a row are contiguous key ranges ([`keys`]), with
 //!   atomic, lock-protected read-modify-write for coordinator writes and
@@ -28,15 +29,17 @@ pub mod store;
 
 pub use cell::{Actor, Cell, CellValue, CellWrite, Context};
 pub use codec::{decode_versioned, encode_versioned, FORMAT_VERSION};
-pub use engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
+pub use engine::{
+    BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs, WriteBatch,
+};
 pub use error::StorageError;
 pub use hints::{Hint, HintKey, HintTargetStats, DEFAULT_MAX_HINTS_PER_TARGET};
 pub use keys::{
     cell_key, decode_cell_key, partition_range, row_prefix, RowKey, TableId, MAX_COLUMN_LEN,
     MAX_KEY_LEN,
 };
-pub use memory::MemoryEngine;
-pub use rocks::{RocksEngine, RocksOptions};
+pub use memory::{MemoryEngine, MemorySnapshot};
+pub use rocks::{RocksEngine, RocksOptions, RocksSnapshot};
 pub use store::{
     CellCacheStats, CellStore, MergeOutcome, RowOp, RowOutcome, RowPage, RowSlice, StoreOptions,
     DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES,

@@ -4,9 +4,9 @@
 
 use tempfile::TempDir;
 use tessera_storage::{
-    Cell, CellStore, CellValue, ColumnFamily, Context, Engine, Hint, HintKey, HintTargetStats,
-    MemoryEngine, RocksEngine, RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
-    DEFAULT_MAX_HINTS_PER_TARGET,
+    Cell, CellStore, CellValue, ColumnFamily, Context, Engine, EngineRead, Hint, HintKey,
+    HintTargetStats, MemoryEngine, RocksEngine, RocksOptions, RowKey, StorageError, StoreOptions,
+    WriteBatch, DEFAULT_MAX_HINTS_PER_TARGET,
 };
 
 /// An engine factory and whatever must outlive it (RocksDB's directory).
