@@ -91,7 +91,7 @@ pub fn run(args: &StorageArgs) -> Result<Vec<Summary>, BenchError> {
                 source,
             })?,
         );
-    let store = CellStore::new(engine.clone(), StoreOptions::new(ACTOR));
+    let store = CellStore::<RocksEngine>::new(engine.clone(), StoreOptions::new(ACTOR));
 
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(args.seed).fill_bytes(&mut value);

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_storage::{Cell, CellStore, Engine, RowKey, RowPage, RowSlice};
+use tessera_storage::{Cell, CellStore, Engine, HintStore, RowKey, RowPage, RowSlice};
 use tokio::time::Instant;
 
 use crate::commit::RowWriter;
@@ -59,6 +59,8 @@ impl Default for CoordinatorConfig {
 pub(crate) struct Inner<T, M, E: Engine> {
     pub(crate) local: NodeId,
     pub(crate) store: Arc<CellStore<E>>,
+    /// Where this node keeps hints for replicas that missed a write.
+    pub(crate) hints: Arc<HintStore<E>>,
     /// Where this node's own row writes go (group commit), shared with its replica.
     pub(crate) writer: Arc<RowWriter<E>>,
     pub(crate) transport: T,
@@ -163,10 +165,12 @@ impl<T, M, E: Engine> Clone for Coordinator<T, M, E> {
 }
 
 impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
-    /// The coordinator of node `local`, whose replica data is `store`.
+    /// The coordinator of node `local`, whose replica data is `store` and whose hints are kept
+    /// in `hints`.
     pub fn new(
         local: impl Into<NodeId>,
         store: Arc<CellStore<E>>,
+        hints: Arc<HintStore<E>>,
         transport: T,
         membership: M,
         config: CoordinatorConfig,
@@ -176,6 +180,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
             inner: Arc::new(Inner {
                 local: local.into(),
                 store,
+                hints,
                 writer,
                 transport,
                 membership,

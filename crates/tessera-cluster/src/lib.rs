@@ -9,8 +9,9 @@
 //! - [`quorum`]: pure state machines counting acks and merging read answers;
 //! - [`coordinator`]: the Dynamo write and read paths (forwarding, W/R
 //!   quorums, background replication and read repair);
-//! - [`replica`]: the replica side, serving reads, merges and hints from the
-//!   local [`tessera_storage::CellStore`];
+//! - [`replica`]: the replica side, serving reads and merges from the local
+//!   [`tessera_storage::CellStore`] and keeping hints in its
+//!   [`tessera_storage::HintStore`];
 //! - [`commit`]: group commit, the node's row writes and merges batched into
 //!   one engine write ([`RowWriter`]);
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for

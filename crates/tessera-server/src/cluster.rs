@@ -19,7 +19,7 @@ use tessera_storage::RocksEngine;
 
 use crate::config::{Config, TransportKind};
 use crate::gossip::Gossip;
-use crate::node::{NodeError, NodeIdentity, Store};
+use crate::node::{Hints, NodeError, NodeIdentity, Store};
 use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
 use crate::roster::Roster;
 
@@ -58,6 +58,7 @@ impl ClusterState {
         identity: &NodeIdentity,
         scheme: PartitionScheme,
         store: Arc<Store>,
+        hints: Arc<Hints>,
     ) -> Result<Self, NodeError> {
         let node_id = identity.node_id.as_str();
         let members = config.cluster.members().map_err(NodeError::Config)?;
@@ -142,6 +143,7 @@ impl ClusterState {
         let coordinator = Arc::new(Coordinator::new(
             node_id,
             store.clone(),
+            hints.clone(),
             transport.clone(),
             gossip.clone(),
             CoordinatorConfig {
@@ -152,7 +154,7 @@ impl ClusterState {
         ));
         let handoff = Arc::new(HintDelivery::new(
             node_id,
-            store.clone(),
+            hints.clone(),
             transport.clone(),
             gossip.clone(),
             HandoffConfig {
@@ -164,6 +166,7 @@ impl ClusterState {
         let replica = Arc::new(Replica::sharing(
             node_id,
             coordinator.writer().clone(),
+            hints,
             runner,
         ));
         replica.set_coordinator(&coordinator);

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tessera_ring::{token_of, PartitionScheme};
 use tessera_storage::{
-    decode_versioned, encode_versioned, Actor, CellStore, ColumnFamily, Engine, RocksEngine,
-    RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
+    decode_versioned, encode_versioned, Actor, CellStore, ColumnFamily, Engine, HintStore,
+    RocksEngine, RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
 };
 
 use crate::cluster::ClusterState;
@@ -24,6 +24,9 @@ use crate::schema::{Schema, SchemaError};
 
 /// The store type of a running node.
 pub type Store = CellStore<RocksEngine>;
+
+/// The hint store of a running node, over the same engine as its [`Store`].
+pub type Hints = HintStore<RocksEngine>;
 
 const IDENTITY_KEY: &str = "node";
 
@@ -77,6 +80,7 @@ pub struct Node {
     pub identity: NodeIdentity,
     pub config: Config,
     pub store: Arc<Store>,
+    pub hints: Arc<Hints>,
     pub schema: Schema,
     pub metrics: Metrics,
     pub partitions: PartitionScheme,
@@ -93,7 +97,7 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
-        let engine = RocksEngine::open(
+        let engine = Arc::new(RocksEngine::open(
             &data_dir.join("rocksdb"),
             &RocksOptions {
                 sync_writes: config.storage.sync_writes,
@@ -101,18 +105,18 @@ impl Node {
                 write_buffer_bytes: config.storage.memtable_mb << 20,
                 ..RocksOptions::default()
             },
-        )?;
-        let identity = load_or_create_identity(&engine, &config)?;
-        let store = CellStore::new(
-            engine,
+        )?);
+        let identity = load_or_create_identity(&*engine, &config)?;
+        let store = Store::new(
+            engine.clone(),
             StoreOptions {
                 actor: identity.actor,
                 max_siblings: config.limits.max_siblings,
             },
         )
-        .with_max_hints_per_target(config.hints.max_per_target)
         .with_cell_cache_bytes(config.storage.cell_cache_mb << 20);
         let store = Arc::new(store);
+        let hints = Arc::new(Hints::new(engine).with_max_per_target(config.hints.max_per_target));
         let schema = Schema::load(&store)?;
         let partitions =
             PartitionScheme::new(identity.partitions).map_err(|_| NodeError::WrongPartitions {
@@ -120,7 +124,8 @@ impl Node {
                 stored: identity.partitions,
                 configured: config.cluster.partitions,
             })?;
-        let cluster = ClusterState::new(&config, &identity, partitions, store.clone())?;
+        let cluster =
+            ClusterState::new(&config, &identity, partitions, store.clone(), hints.clone())?;
         tracing::info!(
             node = %identity.node_id,
             ring_nodes = cluster.ring().node_count(),
@@ -133,6 +138,7 @@ impl Node {
             identity,
             config,
             store,
+            hints,
             schema,
             metrics: Metrics::new()?,
             partitions,

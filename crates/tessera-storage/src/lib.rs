@@ -10,11 +10,14 @@
 //!   so that a partition and a row are contiguous key ranges ([`keys`]), with
 //!   atomic, lock-protected read-modify-write for coordinator writes and
 //!   replica merges;
-//! - **hints** ([`hints`]): writes kept for a replica that was down (hinted
-//!   handoff), in their own column family, bounded per target.
+//! - the **hint store** ([`HintStore`], in [`hints`]): writes kept for a replica
+//!   that was down (hinted handoff), in their own column family, bounded per
+//!   target.
 //!
-//! Every value written starts with a format version byte ([`codec`]). Calls
-//! block; async callers use `spawn_blocking`.
+//! The cell store and the hint store share one engine (each holds an `Arc` of
+//! it) and know nothing of each other. Every value written starts with a
+//! format version byte ([`codec`]). Calls block; async callers use
+//! `spawn_blocking`.
 
 pub mod cell;
 pub mod codec;
@@ -33,7 +36,7 @@ pub use engine::{
     BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs, WriteBatch,
 };
 pub use error::StorageError;
-pub use hints::{Hint, HintKey, HintTargetStats, DEFAULT_MAX_HINTS_PER_TARGET};
+pub use hints::{Hint, HintKey, HintStore, HintTargetStats, DEFAULT_MAX_HINTS_PER_TARGET};
 pub use keys::{
     cell_key, decode_cell_key, partition_range, row_prefix, RowKey, TableId, MAX_COLUMN_LEN,
     MAX_KEY_LEN,
