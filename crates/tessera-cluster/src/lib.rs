@@ -3,8 +3,8 @@
 //! - [`messages`]: the versioned internal RPC messages nodes exchange;
 //! - [`transport`]: the [`Transport`] trait a node calls peers through, and
 //!   the [`Handler`] trait a node serves peers with (the real HTTP transport
-//!   lives in `tessera-server`; [`sim::SimNetwork`] is an in-memory one for
-//!   deterministic tests);
+//!   lives in `tessera-server`; `sim::SimNetwork`, behind the `sim` feature,
+//!   is an in-memory one for deterministic tests);
 //! - [`membership`]: which peers are believed alive ([`MembershipView`]);
 //! - [`quorum`]: pure state machines counting acks and merging read answers;
 //! - [`coordinator`]: the Dynamo write and read paths (forwarding, W/R
@@ -32,6 +32,7 @@ pub mod messages;
 pub mod ops;
 pub mod quorum;
 pub mod replica;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
 pub mod transport;
@@ -58,6 +59,7 @@ pub use messages::{
 pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
 pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
 pub use replica::Replica;
+#[cfg(any(test, feature = "sim"))]
 pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};
 pub use stats::{CoordinatorStats, StatsSnapshot};
 pub use transport::{BoxFuture, Handler, NodeId, Transport, TransportError};

@@ -2,9 +2,10 @@
 //!
 //! The in-memory engine stands in for RocksDB in simulations, which is only
 //! sound if the two behave identically; running this one suite against both
-//! is how we know they do. It is public so engines written elsewhere (for
-//! example a fault-injecting wrapper) can be held to the same contract.
-//! Failures panic, as in any test.
+//! is how we know they do. It is public, behind the `test-support` feature, so
+//! engines written elsewhere (for example a fault-injecting wrapper) can be
+//! held to the same contract; product builds do not compile it. Failures
+//! panic, as in any test.
 
 use crate::engine::{ColumnFamily, Engine, EngineRead, KvPairs as Pairs, WriteBatch};
 

@@ -6,8 +6,8 @@
 //! bounded ascending scans and range iterators ([`EngineRead`]), atomic batches
 //! across column families, and snapshots that read every column family as of
 //! one moment ([`Engine::snapshot`], for streaming and Merkle trees). Both
-//! implementations are checked against the same suite in
-//! [`crate::conformance`].
+//! implementations are checked against the same suite in `conformance` (behind
+//! the `test-support` feature).
 
 use std::sync::Arc;
 

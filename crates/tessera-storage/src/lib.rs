@@ -5,7 +5,7 @@
 //!   families, atomic batches, range iterators and snapshots, implemented by
 //!   RocksDB ([`RocksEngine`]) for real nodes and by `BTreeMap`s
 //!   ([`MemoryEngine`]) for deterministic simulations, both held to one
-//!   [`conformance`] suite;
+//!   conformance suite (`conformance`, behind the `test-support` feature);
 //! - the **cell store** ([`CellStore`]): rows of DVVSet-versioned cells laid out
 //!   so that a partition and a row are contiguous key ranges ([`keys`]), with
 //!   atomic, lock-protected read-modify-write for coordinator writes and
@@ -21,6 +21,7 @@
 
 pub mod cell;
 pub mod codec;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod engine;
 pub mod error;

@@ -1,7 +1,7 @@
 //! An in-memory [`Engine`] over `BTreeMap`s, for deterministic simulation tests.
 //!
-//! It has the same semantics as the RocksDB engine (checked by
-//! [`crate::conformance`]) but no disk, no background threads and no
+//! It has the same semantics as the RocksDB engine (checked by the
+//! `conformance` suite) but no disk, no background threads and no
 //! nondeterminism. Clones share the same data, so a simulated node can
 //! "restart" by building a new store on a clone of its old engine.
 //!
