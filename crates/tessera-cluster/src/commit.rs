@@ -384,8 +384,13 @@ mod tests {
         Arc::new(CellStore::new(MemoryEngine::new(), StoreOptions::new(1)))
     }
 
-    fn writer(runner: StorageRunner) -> Arc<RowWriter<MemoryEngine>> {
-        RowWriter::start(store(), runner, &Runner::new()).unwrap()
+    /// A writer, and the runner its committer runs on (dropping it stops the committer).
+    fn writer(runner: StorageRunner) -> (Arc<RowWriter<MemoryEngine>>, Runner) {
+        let workers = Runner::new();
+        (
+            RowWriter::start(store(), runner, &workers).unwrap(),
+            workers,
+        )
     }
 
     fn blind(value: &str) -> Vec<CellWrite> {
@@ -403,7 +408,7 @@ mod tests {
             StorageRunner::Blocking,
             StorageRunner::PointReadsInline,
         ] {
-            let writer = writer(runner);
+            let (writer, _workers) = writer(runner);
             let mut tasks = Vec::new();
             for i in 0..500u32 {
                 let writer = writer.clone();
@@ -458,7 +463,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bad_write_fails_alone() {
-        let writer = writer(StorageRunner::InPlace);
+        let (writer, _workers) = writer(StorageRunner::InPlace);
         let good = RowKey::new(1, 0, 1, b"good".to_vec());
         let bad = RowKey::new(1, 0, 1, vec![b'k'; tessera_storage::MAX_KEY_LEN + 1]);
         let (a, b) = tokio::join!(

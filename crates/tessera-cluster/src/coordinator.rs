@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use tessera_storage::{Cell, CellStore, Engine, RowKey, RowPage, RowSlice};
+use tessera_storage::{Cell, CellStore, Engine, HintStore, RowKey, RowPage, RowSlice};
 use tessera_worker::TaskBudget;
 
 use crate::commit::RowWriter;
@@ -41,12 +41,13 @@ impl<T, M, E: Engine> Clone for Coordinator<T, M, E> {
 }
 
 impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
-    /// The coordinator of node `local`, whose replica data is the store `writer` commits to.
-    /// Give the same writer to the node's [`Replica`](crate::Replica), so that writes and merges
-    /// share batches.
+    /// The coordinator of node `local`, whose replica data is the store `writer` commits to and
+    /// whose hints are kept in `hints`. Give the same writer to the node's
+    /// [`Replica`](crate::Replica), so that writes and merges share batches.
     pub fn new(
         local: impl Into<NodeId>,
         writer: Arc<RowWriter<E>>,
+        hints: Arc<HintStore<E>>,
         transport: T,
         membership: M,
         config: CoordinatorConfig,
@@ -60,6 +61,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Coordinator<T, M, E> {
             inner: Arc::new(Shared {
                 local: local.into(),
                 store: writer.store().clone(),
+                hints,
                 writer,
                 transport,
                 membership,

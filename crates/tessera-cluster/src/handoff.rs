@@ -40,7 +40,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_storage::cell::approx_cell_bytes;
-use tessera_storage::{CellStore, Engine, Hint, HintKey, HintTargetStats};
+use tessera_storage::{Engine, Hint, HintKey, HintStore, HintTargetStats};
 use tessera_worker::{Step, StepContext, Worker, WorkerError, WorkerStatus};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -224,7 +224,7 @@ enum Stepped {
 /// Delivers this node's hints to their targets; see the module docs.
 pub struct HintDelivery<T, M, E: Engine> {
     local: NodeId,
-    store: Arc<CellStore<E>>,
+    hints: Arc<HintStore<E>>,
     transport: T,
     membership: M,
     config: HandoffConfig,
@@ -253,10 +253,10 @@ fn payload_bytes(hint: &Hint) -> usize {
 }
 
 impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
-    /// Delivery of the hints in `store`, on node `local`, with the system clock.
+    /// Delivery of the hints in `hints`, on node `local`, with the system clock.
     pub fn new(
         local: impl Into<NodeId>,
-        store: Arc<CellStore<E>>,
+        hints: Arc<HintStore<E>>,
         transport: T,
         membership: M,
         config: HandoffConfig,
@@ -267,7 +267,7 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         };
         Self {
             local: local.into(),
-            store,
+            hints,
             transport,
             membership,
             config,
@@ -425,8 +425,8 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
             },
             ..Round::default()
         };
-        let store = self.store.clone();
-        let targets = match self.config.storage.run(move || store.hint_targets()).await {
+        let hints = self.hints.clone();
+        let targets = match self.config.storage.run(move || hints.targets()).await {
             Ok(targets) => targets,
             Err(error) => {
                 warn!(node = %self.local, %error, "could not list hint targets");
@@ -503,7 +503,7 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
     async fn expire(&self) -> u64 {
         let now_ms = (self.clock)();
         let window_ms = u64::try_from(self.config.hint_window.as_millis()).unwrap_or(u64::MAX);
-        let store = self.store.clone();
+        let store = self.hints.clone();
         let purged = match self
             .config
             .storage
@@ -559,12 +559,12 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
     /// Reads one batch, sends it as `Merge`s in order, and deletes what was
     /// acknowledged. Returns how many hints were delivered (0: none left).
     async fn deliver_batch(&self, target: &NodeId) -> Result<u64, Stop> {
-        let store = self.store.clone();
+        let store = self.hints.clone();
         let (who, limit) = (target.clone(), self.config.batch_hints.max(1));
         let mut hints = self
             .config
             .storage
-            .run(move || store.hints_for(&who, limit))
+            .run(move || store.oldest(&who, limit))
             .await
             .map_err(|error| Stop::Failed {
                 hints: 0,
@@ -622,12 +622,8 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         }
         let delivered = acked.len() as u64;
         if !acked.is_empty() {
-            let store = self.store.clone();
-            let deleted = self
-                .config
-                .storage
-                .run(move || store.delete_hints(&acked))
-                .await;
+            let store = self.hints.clone();
+            let deleted = self.config.storage.run(move || store.delete(&acked)).await;
             if let Err(error) = deleted {
                 // Delivered but still stored: they will be delivered again, harmlessly.
                 return Err(Stop::Failed {

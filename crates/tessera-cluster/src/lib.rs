@@ -3,8 +3,8 @@
 //! - [`messages`]: the versioned internal RPC messages nodes exchange;
 //! - [`transport`]: the [`Transport`] trait a node calls peers through, and
 //!   the [`Handler`] trait a node serves peers with (the real HTTP transport
-//!   lives in `tessera-server`; [`sim::SimNetwork`] is an in-memory one for
-//!   deterministic tests);
+//!   lives in `tessera-server`; `sim::SimNetwork`, behind the `sim` feature,
+//!   is an in-memory one for deterministic tests);
 //! - [`membership`]: which peers are believed alive ([`MembershipView`]);
 //! - [`quorum`]: pure state machines counting acks and merging read answers;
 //! - [`topology`]: the rings in force and the placement of a partition
@@ -15,8 +15,9 @@
 //!   W/R quorums, background replication and read repair), which live in
 //!   `write.rs` and `read.rs` over the state in `shared.rs`, and call peers
 //!   through `call.rs`;
-//! - [`replica`]: the replica side, serving reads, merges and hints from the
-//!   local [`tessera_storage::CellStore`];
+//! - [`replica`]: the replica side, serving reads and merges from the local
+//!   [`tessera_storage::CellStore`] and keeping hints in its
+//!   [`tessera_storage::HintStore`];
 //! - [`commit`]: group commit, the node's row writes and merges batched into
 //!   one engine write ([`RowWriter`]);
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
@@ -38,6 +39,7 @@ pub mod messages;
 pub mod ops;
 pub mod quorum;
 pub mod replica;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
 pub mod topology;
@@ -71,6 +73,7 @@ pub use messages::{
 pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
 pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
 pub use replica::Replica;
+#[cfg(any(test, feature = "sim"))]
 pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};
 pub use stats::{CoordinatorStats, StatsSnapshot};
 pub use topology::{Placement, Rings, Topology};

@@ -3,7 +3,7 @@
 //! Reads go straight to the local [`CellStore`], merges to the node's group
 //! commit ([`RowWriter`], shared with its coordinator), and hints a coordinator
 //! asks this node to keep for a replica that is down ([`Request::StoreHint`],
-//! durable before the answer) to the store; a forwarded
+//! durable before the answer) to the node's [`HintStore`]; a forwarded
 //! client write ([`Request::Coordinate`]) goes to this node's coordinator,
 //! attached after construction with [`Replica::set_coordinator`] because the
 //! coordinator and the network that delivers to this replica are built from
@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use tessera_storage::{CellStore, Engine, Hint, StorageError};
+use tessera_storage::{CellStore, Engine, Hint, HintStore, StorageError};
 use tracing::debug;
 
 use crate::clock::system_now_ms;
@@ -26,6 +26,7 @@ use crate::transport::{BoxFuture, Handler, NodeId};
 pub struct Replica<E: Engine> {
     node: NodeId,
     store: Arc<CellStore<E>>,
+    hints: Arc<HintStore<E>>,
     writer: Arc<RowWriter<E>>,
     runner: StorageRunner,
     coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
@@ -49,11 +50,18 @@ fn storage_failure(error: &StorageError) -> Response {
 
 impl<E: Engine> Replica<E> {
     /// The replica of node `node`, merging through `writer` (give it the coordinator's, so that
-    /// a node's writes and merges share batches) and running other storage calls with `runner`.
-    pub fn new(node: impl Into<NodeId>, writer: Arc<RowWriter<E>>, runner: StorageRunner) -> Self {
+    /// a node's writes and merges share batches), keeping hints in `hints`, and running other
+    /// storage calls with `runner`.
+    pub fn new(
+        node: impl Into<NodeId>,
+        writer: Arc<RowWriter<E>>,
+        hints: Arc<HintStore<E>>,
+        runner: StorageRunner,
+    ) -> Self {
         Self {
             node: node.into(),
             store: writer.store().clone(),
+            hints,
             writer,
             runner,
             coordinator: RwLock::new(None),
@@ -149,18 +157,21 @@ impl<E: Engine> Handler for Replica<E> {
                 }
             },
             Request::Ping => Box::pin(async { Response::Pong }),
-            Request::StoreHint { target, row, cells } => Box::pin(async move {
-                let hint = Hint {
-                    target,
-                    row,
-                    cells,
-                    stored_at_ms: system_now_ms(),
-                };
-                match runner.run(move || store.store_hint(&hint)).await {
-                    Ok(_) => Response::HintStored,
-                    Err(error) => storage_failure(&error),
-                }
-            }),
+            Request::StoreHint { target, row, cells } => {
+                let hints = self.hints.clone();
+                Box::pin(async move {
+                    let hint = Hint {
+                        target,
+                        row,
+                        cells,
+                        stored_at_ms: system_now_ms(),
+                    };
+                    match runner.run(move || hints.store(&hint)).await {
+                        Ok(_) => Response::HintStored,
+                        Err(error) => storage_failure(&error),
+                    }
+                })
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_storage::{CellStore, Engine};
+use tessera_storage::{CellStore, Engine, HintStore};
 use tessera_worker::TaskBudget;
 use tokio::time::Instant;
 
@@ -58,6 +58,8 @@ impl Default for CoordinatorConfig {
 pub(crate) struct Shared<T, M, E: Engine> {
     pub(crate) local: NodeId,
     pub(crate) store: Arc<CellStore<E>>,
+    /// Where this node keeps hints for replicas that missed a write.
+    pub(crate) hints: Arc<HintStore<E>>,
     /// Where this node's own row writes go (group commit), shared with its replica.
     pub(crate) writer: Arc<RowWriter<E>>,
     pub(crate) transport: T,

@@ -244,7 +244,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
 
     /// Stores the replica's copy as a hint on this node.
     async fn keep_locally(&self, cause: &str) -> Result<(), String> {
-        let store = self.inner.store.clone();
+        let hints = self.inner.hints.clone();
         let hint = Hint {
             target: self.node.clone(),
             row: self.row.clone(),
@@ -255,7 +255,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
             .inner
             .config
             .storage
-            .run(move || store.store_hint(&hint))
+            .run(move || hints.store(&hint))
             .await
         {
             Ok(_) => {

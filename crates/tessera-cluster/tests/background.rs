@@ -12,7 +12,7 @@ use tessera_cluster::{
     Coordinator, CoordinatorConfig, CoordinatorError, CutMode, Replica, RowWriter, SimNetwork,
     StaticMembership, StorageRunner, COMMITTER,
 };
-use tessera_storage::{CellStore, MemoryEngine, StoreOptions};
+use tessera_storage::{CellStore, HintStore, MemoryEngine, StoreOptions};
 use tokio::time::Instant;
 
 fn silent_cluster(seed: u64, background_tasks: u32) -> Cluster {
@@ -149,11 +149,17 @@ fn lone_node(
     timeout: Duration,
 ) -> Arc<Coordinator<tessera_cluster::SimTransport, Arc<StaticMembership>, MemoryEngine>> {
     let net = SimNetwork::new(24);
-    let store = Arc::new(CellStore::new(MemoryEngine::new(), StoreOptions::new(1)));
+    let engine = Arc::new(MemoryEngine::new());
+    let store = Arc::new(CellStore::<MemoryEngine>::new(
+        engine.clone(),
+        StoreOptions::new(1),
+    ));
+    let hints = Arc::new(HintStore::<MemoryEngine>::new(engine));
     let writer = RowWriter::start(store, StorageRunner::Blocking, workers).unwrap();
     let coordinator = Arc::new(Coordinator::new(
         "n0",
         writer.clone(),
+        hints.clone(),
         net.transport("n0"),
         Arc::new(StaticMembership::new(["n0"])),
         CoordinatorConfig {
@@ -161,7 +167,7 @@ fn lone_node(
             ..CoordinatorConfig::default()
         },
     ));
-    let replica = Arc::new(Replica::new("n0", writer, StorageRunner::Blocking));
+    let replica = Arc::new(Replica::new("n0", writer, hints, StorageRunner::Blocking));
     replica.set_coordinator(&coordinator);
     net.register("n0", replica);
     coordinator

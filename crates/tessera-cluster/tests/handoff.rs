@@ -54,7 +54,7 @@ async fn a_down_replica_is_hinted_to_the_first_fallback_and_delivered_after_heal
         }
     }
     c.settle().await;
-    assert_eq!(c.node(&f[0]).store.count_hints(down).unwrap(), 6);
+    assert_eq!(c.node(&f[0]).hints.count(down).unwrap(), 6);
     assert_eq!(
         c.hints_on(&f[1]),
         0,
@@ -110,7 +110,7 @@ async fn a_failing_replica_is_hinted_and_fallbacks_are_tried_in_order() {
         .await
         .unwrap();
     assert_eq!((out.acked, out.hinted), (3, 1));
-    assert_eq!(c.node(&f[0]).store.count_hints(&r[1]).unwrap(), 1);
+    assert_eq!(c.node(&f[0]).hints.count(&r[1]).unwrap(), 1);
 
     // The first fallback is unreachable too: the second one takes it.
     c.net.isolate(&f[0]);
@@ -119,7 +119,7 @@ async fn a_failing_replica_is_hinted_and_fallbacks_are_tried_in_order() {
         .await
         .unwrap();
     assert_eq!((out.acked, out.hinted), (3, 1));
-    assert_eq!(c.node(&f[1]).store.count_hints(&r[1]).unwrap(), 1);
+    assert_eq!(c.node(&f[1]).hints.count(&r[1]).unwrap(), 1);
 
     // Two replicas fail and only one fallback works: one hint counts, and
     // the other replica's copy is kept by the coordinator, which never counts.
@@ -193,7 +193,7 @@ async fn strict_writes_do_not_count_hints() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.node(&f[0]).store.count_hints(&r[2]).unwrap(), 2);
+    assert_eq!(c.node(&f[0]).hints.count(&r[2]).unwrap(), 2);
     // Strict at W=2 still works with two real replicas, and reports no hint.
     let out = coordinator.write(strict("c", 2)).await.unwrap();
     assert_eq!(out.hinted, 0);
@@ -226,8 +226,7 @@ async fn fail_fast_counts_live_fallbacks_up_to_n() {
     assert_eq!((out.acked, out.hinted), (3, 2));
     c.settle().await;
     assert_eq!(
-        c.node(&f[0]).store.count_hints(&r[1]).unwrap()
-            + c.node(&f[0]).store.count_hints(&r[2]).unwrap(),
+        c.node(&f[0]).hints.count(&r[1]).unwrap() + c.node(&f[0]).hints.count(&r[2]).unwrap(),
         1
     );
     // A non-replica forwards sloppy writes; the replica it reaches hints.
@@ -295,7 +294,7 @@ async fn a_full_fallback_refuses_the_hint_and_the_next_one_takes_it() {
         .await
         .unwrap();
     assert_eq!(out.hinted, 1);
-    assert_eq!(c.node(&f[1]).store.count_hints(&r[2]).unwrap(), 1);
+    assert_eq!(c.node(&f[1]).hints.count(&r[2]).unwrap(), 1);
 }
 
 /// Stores `n` hints for `target` on `node`, one row each.
@@ -307,8 +306,8 @@ fn store_hints(c: &Cluster, node: &str, target: &str, n: usize, stored_at_ms: u6
             CellValue::value(format!("h{i}").into_bytes(), 1),
         );
         c.node(node)
-            .store
-            .store_hint(&Hint {
+            .hints
+            .store(&Hint {
                 target: target.to_owned(),
                 row: row(&format!("hinted-{i}")),
                 cells: vec![(b"col".to_vec(), cell)],
@@ -408,7 +407,7 @@ async fn hints_past_the_window_expire_and_are_counted() {
     let clock_ms = Arc::new(AtomicU64::new(now));
     let delivery = HintDelivery::new(
         holder.clone(),
-        c.node(holder).store.clone(),
+        c.node(holder).hints.clone(),
         c.net.transport(holder.clone()),
         c.membership.clone(),
         HandoffConfig {
@@ -423,8 +422,8 @@ async fn hints_past_the_window_expire_and_are_counted() {
     });
     let report = delivery.run_once().await;
     assert_eq!((report.expired, report.skipped_down), (4, 1));
-    assert_eq!(c.node(holder).store.count_hints(&r[1]).unwrap(), 0);
-    assert_eq!(c.node(holder).store.count_hints(&r[2]).unwrap(), 2);
+    assert_eq!(c.node(holder).hints.count(&r[1]).unwrap(), 0);
+    assert_eq!(c.node(holder).hints.count(&r[2]).unwrap(), 2);
     // Three hours later the rest goes too.
     clock_ms.store(now + 3 * hour, Ordering::Relaxed);
     assert_eq!(delivery.run_once().await.expired, 2);
@@ -498,7 +497,7 @@ async fn hints_of_one_row_are_merged_in_one_request() {
             .unwrap();
     }
     c.settle().await;
-    assert_eq!(c.node(&f[0]).store.count_hints(down).unwrap(), 4);
+    assert_eq!(c.node(&f[0]).hints.count(down).unwrap(), 4);
     c.membership.mark_up(down);
     let before = c.net.stats().delivered;
     let report = c.node(&f[0]).delivery.run_once().await;

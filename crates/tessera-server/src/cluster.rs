@@ -23,7 +23,7 @@ use tessera_worker::Runner;
 use crate::config::{Config, TransportKind};
 use crate::gossip::events::EventQueue;
 use crate::gossip::Gossip;
-use crate::node::{NodeError, NodeIdentity, Store};
+use crate::node::{Hints, NodeError, NodeIdentity, Store};
 use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
 use crate::roster::Roster;
 use crate::schema_sync::SchemaPushes;
@@ -67,6 +67,7 @@ impl ClusterState {
         identity: &NodeIdentity,
         scheme: PartitionScheme,
         store: Arc<Store>,
+        hints: Arc<Hints>,
         workers: &Runner,
     ) -> Result<Self, NodeError> {
         let node_id = identity.node_id.as_str();
@@ -154,6 +155,7 @@ impl ClusterState {
         let coordinator = Arc::new(Coordinator::new(
             node_id,
             writer.clone(),
+            hints.clone(),
             transport.clone(),
             gossip.clone(),
             CoordinatorConfig {
@@ -165,7 +167,7 @@ impl ClusterState {
         ));
         let handoff = Arc::new(HintDelivery::new(
             node_id,
-            store.clone(),
+            hints.clone(),
             transport.clone(),
             gossip.clone(),
             HandoffConfig {
@@ -173,7 +175,7 @@ impl ClusterState {
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::new(node_id, writer, runner));
+        let replica = Arc::new(Replica::new(node_id, writer, hints, runner));
         replica.set_coordinator(&coordinator);
         Ok(Self {
             secret,

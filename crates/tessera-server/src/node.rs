@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tessera_ring::{token_of, PartitionScheme};
 use tessera_storage::{
-    decode_versioned, encode_versioned, Actor, CellStore, ColumnFamily, Engine, RocksEngine,
-    RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
+    decode_versioned, encode_versioned, Actor, CellStore, ColumnFamily, Engine, HintStore,
+    RocksEngine, RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
 };
 
 use crate::cluster::ClusterState;
@@ -25,6 +25,9 @@ use tessera_worker::Runner;
 
 /// The store type of a running node.
 pub type Store = CellStore<RocksEngine>;
+
+/// The hint store of a running node, over the same engine as its [`Store`].
+pub type Hints = HintStore<RocksEngine>;
 
 const IDENTITY_KEY: &str = "node";
 
@@ -80,6 +83,7 @@ pub struct Node {
     pub identity: NodeIdentity,
     pub config: Config,
     pub store: Arc<Store>,
+    pub hints: Arc<Hints>,
     pub schema: Schema,
     pub metrics: Metrics,
     pub partitions: PartitionScheme,
@@ -99,7 +103,7 @@ impl Node {
             path: data_dir.clone(),
             source,
         })?;
-        let engine = RocksEngine::open(
+        let engine = Arc::new(RocksEngine::open(
             &data_dir.join("rocksdb"),
             &RocksOptions {
                 sync_writes: config.storage.sync_writes,
@@ -107,18 +111,18 @@ impl Node {
                 write_buffer_bytes: config.storage.memtable_mb << 20,
                 ..RocksOptions::default()
             },
-        )?;
-        let identity = load_or_create_identity(&engine, &config)?;
-        let store = CellStore::new(
-            engine,
+        )?);
+        let identity = load_or_create_identity(&*engine, &config)?;
+        let store = Store::new(
+            engine.clone(),
             StoreOptions {
                 actor: identity.actor,
                 max_siblings: config.limits.max_siblings,
             },
         )
-        .with_max_hints_per_target(config.hints.max_per_target)
         .with_cell_cache_bytes(config.storage.cell_cache_mb << 20);
         let store = Arc::new(store);
+        let hints = Arc::new(Hints::new(engine).with_max_per_target(config.hints.max_per_target));
         let schema = Schema::load(&store)?;
         let partitions =
             PartitionScheme::new(identity.partitions).map_err(|_| NodeError::WrongPartitions {
@@ -127,7 +131,14 @@ impl Node {
                 configured: config.cluster.partitions,
             })?;
         let workers = Runner::new();
-        let cluster = ClusterState::new(&config, &identity, partitions, store.clone(), &workers)?;
+        let cluster = ClusterState::new(
+            &config,
+            &identity,
+            partitions,
+            store.clone(),
+            hints.clone(),
+            &workers,
+        )?;
         tracing::info!(
             node = %identity.node_id,
             ring_nodes = cluster.ring().node_count(),
@@ -140,6 +151,7 @@ impl Node {
             identity,
             config,
             store,
+            hints,
             schema,
             metrics: Metrics::new()?,
             partitions,
@@ -238,20 +250,28 @@ mod tests {
         config
     }
 
+    /// Opens a node and closes it again as `serve` does (its workers hold the store: stopping
+    /// them releases RocksDB's lock for the next open).
+    async fn open_and_close(config: Config) -> Result<NodeIdentity, NodeError> {
+        let node = Node::open(config)?;
+        node.workers.shutdown(Duration::from_secs(5)).await;
+        Ok(node.identity)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn identity_is_created_once_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Node::open(config(dir.path(), "n1")).unwrap().identity;
-        let again = Node::open(config(dir.path(), "")).unwrap().identity;
+        let first = open_and_close(config(dir.path(), "n1")).await.unwrap();
+        let again = open_and_close(config(dir.path(), "")).await.unwrap();
         assert_eq!(first, again);
         assert!(matches!(
-            Node::open(config(dir.path(), "n2")),
+            open_and_close(config(dir.path(), "n2")).await,
             Err(NodeError::WrongNode { .. })
         ));
         let mut other_q = config(dir.path(), "n1");
         other_q.cluster.partitions = 64;
         assert!(matches!(
-            Node::open(other_q),
+            open_and_close(other_q).await,
             Err(NodeError::WrongPartitions { .. })
         ));
     }
@@ -260,8 +280,8 @@ mod tests {
     async fn a_new_data_dir_gets_a_new_actor() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let first = Node::open(config(a.path(), "n1")).unwrap().identity;
-        let second = Node::open(config(b.path(), "n1")).unwrap().identity;
+        let first = open_and_close(config(a.path(), "n1")).await.unwrap();
+        let second = open_and_close(config(b.path(), "n1")).await.unwrap();
         assert_ne!(first.actor, second.actor);
     }
 }

@@ -345,6 +345,18 @@ struct Registry {
     shutting_down: bool,
 }
 
+impl Drop for Registry {
+    /// A runner dropped without [`Runner::shutdown`] (a failed start, a test) takes its workers
+    /// with it rather than leaving them running with nobody to stop them.
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            if let Some(task) = lock(&slot.task).take() {
+                task.abort();
+            }
+        }
+    }
+}
+
 /// Owns a node's workers. Cheap to clone (shared).
 #[derive(Clone, Debug, Default)]
 pub struct Runner {

@@ -327,3 +327,24 @@ async fn a_done_worker_is_listed_and_its_name_reusable() {
     assert!(runner.spawn(OneShot(ran)).is_ok());
     assert_eq!(runner.list().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_runner_takes_its_workers_with_it() {
+    let runner = Runner::new();
+    let counter = Counter::new("orphan");
+    let (work, done) = (counter.work.clone(), counter.done.clone());
+    work.store(u64::MAX, Ordering::Relaxed);
+    runner.spawn(counter).unwrap();
+    until(|| done.load(Ordering::Relaxed) > 0).await;
+    drop(runner);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let stopped_at = done.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        done.load(Ordering::Relaxed),
+        stopped_at,
+        "the worker kept running"
+    );
+    // The aborted task dropped the worker, and with it its share of what it held.
+    assert_eq!(Arc::strong_count(&done), 1);
+}

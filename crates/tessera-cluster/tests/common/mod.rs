@@ -11,7 +11,9 @@ use tessera_cluster::{
     ClientWrite, Coordinator, CoordinatorConfig, HandoffConfig, HintDelivery, NodeId, Replica,
     RowWriter, SimNetwork, SimTransport, StaticMembership, StorageRunner, WriteRequest,
 };
-use tessera_storage::{Actor, Cell, CellStore, Context, MemoryEngine, RowKey, StoreOptions};
+use tessera_storage::{
+    Actor, Cell, CellStore, Context, HintStore, MemoryEngine, RowKey, StoreOptions,
+};
 
 pub type SimCoordinator = Coordinator<SimTransport, Arc<StaticMembership>, MemoryEngine>;
 pub type SimDelivery = HintDelivery<SimTransport, Arc<StaticMembership>, MemoryEngine>;
@@ -23,6 +25,7 @@ pub struct Node {
     pub id: NodeId,
     pub actor: Actor,
     pub store: Arc<CellStore<MemoryEngine>>,
+    pub hints: Arc<HintStore<MemoryEngine>>,
     pub replica: Arc<Replica<MemoryEngine>>,
     pub coordinator: Arc<SimCoordinator>,
     /// This node's hint delivery; tests run it by hand or spawn its loop.
@@ -115,19 +118,22 @@ impl Cluster {
                 let actor = i as Actor + 1;
                 let mut store_options = StoreOptions::new(actor);
                 store_options.max_siblings = options.max_siblings;
-                let store = Arc::new(
-                    CellStore::new(MemoryEngine::new(), store_options)
-                        .with_max_hints_per_target(options.max_hints_per_target),
+                let engine = Arc::new(MemoryEngine::new());
+                let store = Arc::new(CellStore::new(engine.clone(), store_options));
+                let hints = Arc::new(
+                    HintStore::new(engine).with_max_per_target(options.max_hints_per_target),
                 );
                 let writer = RowWriter::inline(store.clone());
                 let replica = Arc::new(Replica::new(
                     id.clone(),
                     writer.clone(),
+                    hints.clone(),
                     StorageRunner::Inline,
                 ));
                 let coordinator = Arc::new(Coordinator::new(
                     id.clone(),
                     writer,
+                    hints.clone(),
                     net.transport(id.clone()),
                     membership.clone(),
                     CoordinatorConfig {
@@ -142,7 +148,7 @@ impl Cluster {
                 net.register(id.clone(), replica.clone());
                 let delivery = Arc::new(HintDelivery::new(
                     id.clone(),
-                    store.clone(),
+                    hints.clone(),
                     net.transport(id.clone()),
                     membership.clone(),
                     HandoffConfig {
@@ -155,6 +161,7 @@ impl Cluster {
                     id,
                     actor,
                     store,
+                    hints,
                     replica,
                     coordinator,
                     delivery,
@@ -197,8 +204,8 @@ impl Cluster {
     /// Hints stored on `node`, over every target.
     pub fn hints_on(&self, node: &str) -> u64 {
         self.node(node)
-            .store
-            .hint_targets()
+            .hints
+            .targets()
             .expect("memory store")
             .iter()
             .map(|t| t.count)
