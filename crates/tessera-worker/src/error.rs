@@ -36,12 +36,12 @@ impl std::error::Error for WorkerError {}
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RunnerError {
     /// No worker has this name.
-    #[error("no worker is named {name:?}; known workers: {known}")]
+    #[error("no worker is named {name:?}; known workers: {}", known.join(", "))]
     NoSuchWorker {
         /// The name asked for.
         name: String,
-        /// Every worker's name, comma-separated.
-        known: String,
+        /// Every worker's name.
+        known: Vec<String>,
     },
     /// A running worker already has this name.
     #[error("a worker named {name:?} is already running")]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::BudgetStats;
 use crate::worker::Group;
 
 /// Where a worker is in its life.
@@ -98,6 +99,9 @@ pub struct WorkerInfo {
     pub group: Group,
     /// Where it is now.
     pub state: WorkerState,
+    /// Whether an operator has paused it: a paused worker finishes its current step, then
+    /// waits in [`WorkerState::Paused`] until resumed.
+    pub paused: bool,
     /// Rest after each busy step, as a multiple of the time the step took (0: none).
     pub tranquility: u32,
     /// Most units of work per second (`None`: unlimited).
@@ -122,6 +126,30 @@ pub struct WorkerInfo {
     pub status: WorkerStatus,
 }
 
+/// A node's workers and background budgets: what `GET /v1/node/workers` answers and
+/// `tessera node workers` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// The node.
+    pub node: String,
+    /// Every worker, in the order they were started.
+    pub workers: Vec<WorkerInfo>,
+    /// The budgets of short background tasks.
+    pub budgets: Vec<BudgetStats>,
+}
+
+/// A change to a worker's throttle (`PATCH /v1/node/workers/{name}`); absent fields are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Rest after each busy step, as a multiple of the step's time (0: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tranquility: Option<u32>,
+    /// Most units of work per second (0: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +160,7 @@ mod tests {
             name: "hint-delivery".into(),
             group: Group::Service,
             state: WorkerState::Backoff,
+            paused: false,
             tranquility: 2,
             max_rate: Some(5000),
             steps: 10,

@@ -28,6 +28,6 @@ mod worker;
 
 pub use budget::{BudgetPermit, BudgetStats, DrainReport, TaskBudget};
 pub use error::{RunnerError, WorkerError};
-pub use info::{WorkerInfo, WorkerState, WorkerStatus};
+pub use info::{WorkerInfo, WorkerReport, WorkerSettings, WorkerState, WorkerStatus};
 pub use runner::{Runner, ShutdownReport, WorkerHandle, WorkerOptions};
 pub use worker::{Group, Step, StepContext, Worker};

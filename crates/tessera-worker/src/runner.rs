@@ -158,6 +158,7 @@ impl Slot {
             name: self.name.clone(),
             group: self.group,
             state: self.state(),
+            paused: *self.paused.borrow(),
             tranquility: self.tranquility.load(Ordering::Relaxed),
             max_rate: (max_rate > 0).then_some(max_rate),
             steps: record.steps,
@@ -320,6 +321,18 @@ impl WorkerHandle {
         info!(worker = %self.slot.name, tranquility, "worker tranquility set");
     }
 
+    /// Applies `settings` (absent fields are kept); see [`WorkerSettings`].
+    ///
+    /// [`WorkerSettings`]: crate::WorkerSettings
+    pub fn apply(&self, settings: &crate::WorkerSettings) {
+        if let Some(tranquility) = settings.tranquility {
+            self.set_tranquility(tranquility);
+        }
+        if let Some(rate) = settings.max_rate {
+            self.set_max_rate((rate > 0).then_some(rate));
+        }
+    }
+
     /// Most units of work per second (`None` or `Some(0)`: unlimited). Takes effect from the
     /// next step.
     pub fn set_max_rate(&self, max_rate: Option<u64>) {
@@ -444,9 +457,8 @@ impl Runner {
                 known: registry
                     .slots
                     .iter()
-                    .map(|slot| slot.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                    .map(|slot| slot.name.clone())
+                    .collect(),
             }),
         }
     }

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
-use tessera_cluster::{MembershipView, NodeId};
+use tessera_cluster::{Liveness, NodeId};
 use tessera_storage::{Cell, RowKey, StorageError};
 use tessera_version::encode_context;
 
 use super::error::ApiError;
 use crate::consistency::ConsistencyLevel;
-use crate::node::{Node, Store};
+use crate::node::Node;
 use crate::schema::TableSchema;
+use crate::storage::Store;
 
 /// Where and how a data request runs: its row, the key's replicas in preference order, and how
 /// many of them must answer.
@@ -71,20 +72,24 @@ pub fn plan(
     });
     let required = level.required(table.replication)?;
     let row = node.row_key(table.id, key);
-    let replicas = node.cluster.replicas(row.partition, table.replication);
-    let fallbacks = node.cluster.fallbacks(row.partition, table.replication);
+    let placement = node
+        .cluster
+        .topology
+        .placement(row.partition, table.replication);
     let membership = node.cluster.gossip.as_ref();
-    let live_replicas = replicas.iter().filter(|r| membership.is_alive(r)).count() as u32;
-    // A live fallback can stand in for each down replica, unless the request is strict.
-    let stand_ins = match (access, strict) {
-        (Access::Write, false) => {
-            let down = replicas.len() as u32 - live_replicas;
-            down.min(fallbacks.iter().filter(|f| membership.is_alive(f)).count() as u32)
-        }
-        _ => 0,
+    let liveness = Liveness::of(
+        &node.id().to_owned(),
+        &placement.replicas,
+        &placement.fallbacks,
+        membership,
+    );
+    let checked = match access {
+        Access::Read => tessera_cluster::Access::Read,
+        Access::Write => tessera_cluster::Access::Write { strict },
     };
-    let alive = live_replicas + stand_ins;
-    if required > alive {
+    if liveness.check(required, checked).is_err() {
+        let alive = liveness.reachable(checked);
+        let replicas = &placement.replicas;
         let members = node.cluster.ring().node_count();
         let why = if (replicas.len() as u32) < table.replication {
             format!(
@@ -93,7 +98,7 @@ pub fn plan(
                 if members == 1 { "" } else { "s" }
             )
         } else {
-            let down = replicas.len() as u32 - alive;
+            let down = liveness.down.len();
             format!(
                 "{down} of its replicas {} down",
                 if down == 1 { "is" } else { "are" }
@@ -101,7 +106,7 @@ pub fn plan(
         };
         let states: Vec<_> = replicas
             .iter()
-            .map(|r| json!({ "node": r, "state": if membership.is_alive(r) { "alive" } else { "down" } }))
+            .map(|r| json!({ "node": r, "state": if liveness.down.contains(r) { "down" } else { "alive" } }))
             .collect();
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -117,6 +122,8 @@ pub fn plan(
         .with("replication", table.replication)
         .with("replicas", json!(states)));
     }
+    let replicas = placement.replicas;
+    let fallbacks = placement.fallbacks;
     Ok(Plan {
         row,
         replicas,

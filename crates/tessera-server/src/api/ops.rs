@@ -49,6 +49,10 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
         .record_commits(node.cluster.coordinator.writer().stats());
     node.metrics
         .record_cell_cache(&node.store.cell_cache_stats());
+    let workers = super::node::report(&node);
+    node.metrics
+        .workers
+        .record(&workers.workers, &workers.budgets);
     let text = node
         .metrics
         .render()

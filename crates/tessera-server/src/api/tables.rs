@@ -40,6 +40,7 @@ pub async fn create_table(
         MAX_TABLE_BODY,
         "body_too_large",
         "the table definition",
+        node.body_timeout(),
     )
     .await?;
     let request: CreateTable = if bytes.iter().all(u8::is_ascii_whitespace) {
