@@ -710,3 +710,25 @@ async fn invalid_percent_encoding() {
     assert_untouched(&c, "invalid percent-encoding").await;
     ck.finish();
 }
+
+/// A client that announces a body and then stops sending gets `408` once the body timeout
+/// passes, and the node is not hurt: nothing is written, and it goes on serving.
+#[tokio::test]
+async fn a_body_that_never_arrives_times_out() {
+    let (node, c) = setup_with(NodeOptions::default().arg("--body-timeout-ms").arg("500")).await;
+    let addr = node.addr();
+    for (method, target) in [
+        ("PUT", "/v1/tables/t/rows/slow/c".to_owned()),
+        ("POST", "/v1/tables/t/rows/slow".to_owned()),
+    ] {
+        let mut conn = raw::RawConn::connect(addr).await;
+        conn.write(&raw::head(addr, method, &target, &[], Some(1000)))
+            .await;
+        conn.write(b"only the first bytes").await;
+        let r = conn.read_response().await;
+        let body = r.expect_error(408, "body_timeout");
+        assert_eq!(body["timeout_ms"], 500, "{body}");
+    }
+    assert_untouched(&c, "after stalled bodies").await;
+    c.get("t", "slow", "c", &Opts::none()).await.expect(404);
+}
