@@ -79,25 +79,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             Ok(())
         }
-        Command::Cluster(command) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(cluster_cmd::run(command))
-        }
-        Command::Node(command) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(node_cmd::run(command))
-        }
+        Command::Cluster(command) => client_runtime()?.block_on(cluster_cmd::run(command)),
+        Command::Node(command) => client_runtime()?.block_on(node_cmd::run(command)),
         Command::Config(args) => {
             let config = args.resolve()?;
             output::emit(&mut toml::to_string_pretty(&config)?)
         }
     }
+}
+
+/// The runtime of a client command: one thread is plenty for a few HTTP calls.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logging() {
