@@ -88,6 +88,13 @@ pub enum LayoutMessage {
     Committed {
         epoch: u64,
     },
+    /// Asks for the committed layout the receiver holds (a node that hears of a later epoch by
+    /// gossip fetches it: a layout is too large for a gossip datagram).
+    Fetch,
+    /// The answer to a `Fetch`.
+    Current {
+        layout: Option<Layout>,
+    },
 }
 
 /// One node's acceptor: the epoch it holds, and for the next one what it promised and accepted.

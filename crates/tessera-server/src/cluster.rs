@@ -18,6 +18,7 @@ use tessera_cluster::Topology;
 use tessera_cluster::{
     Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
 };
+use tessera_layout::Layout;
 use tessera_membership::MemberId;
 use tessera_ring::{PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
@@ -212,13 +213,13 @@ impl ClusterState {
             ring_replicas: config.cluster.ring_replicas,
             store,
             roster: Mutex::new(roster),
-            topology: Topology::new(ring),
+            topology: Topology::new(Some(Layout::first(ring))),
         })
     }
 
     /// The current ring.
     pub fn ring(&self) -> Arc<Ring> {
-        self.topology.current()
+        Arc::new(self.topology.ring().expect("a layout is set at start"))
     }
 
     /// Whether the ring is the fixed `cluster.nodes` list (else: discovered by membership).
@@ -241,7 +242,7 @@ impl ClusterState {
         let ring = next.ring(self.scheme, self.ring_replicas)?;
         next.save(&self.store)?;
         *roster = next;
-        self.topology.set_current(ring);
+        self.topology.adopt(Layout::first(ring));
         Ok(true)
     }
 
