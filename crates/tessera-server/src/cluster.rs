@@ -10,7 +10,7 @@
 //! - **Addresses** live in the [`Directory`], from `cluster.nodes` and then from membership.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
@@ -18,18 +18,18 @@ use tessera_cluster::Topology;
 use tessera_cluster::{
     Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
 };
-use tessera_layout::Layout;
 use tessera_membership::MemberId;
 use tessera_ring::{PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
 use tessera_worker::Runner;
+use tokio::sync::Notify;
 
 use crate::config::{Config, TransportKind};
 use crate::gossip::events::EventQueue;
 use crate::gossip::Gossip;
 use crate::identity::NodeIdentity;
+use crate::layout::{LayoutFailure, LayoutManager};
 use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
-use crate::roster::Roster;
 use crate::schema_sync::SchemaPushes;
 use crate::storage::{Hints, Store};
 
@@ -57,6 +57,28 @@ pub enum ClusterError {
     Workers(#[from] tessera_worker::RunnerError),
     #[error(transparent)]
     Storage(#[from] tessera_storage::StorageError),
+    #[error("cannot load the layout: {0}")]
+    Layout(#[from] LayoutFailure),
+}
+
+/// Answers peers' layout messages with the node's layout manager, off the async workers (an
+/// acceptor persists before it answers).
+struct NodeLayoutService(Arc<LayoutManager>);
+
+impl tessera_cluster::LayoutService for NodeLayoutService {
+    fn handle(
+        &self,
+        from: &NodeId,
+        message: tessera_layout::LayoutMessage,
+    ) -> tessera_cluster::BoxFuture<'static, Option<tessera_layout::LayoutMessage>> {
+        let (manager, from) = (self.0.clone(), from.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || manager.handle(&from, &message))
+                .await
+                .ok()
+                .flatten()
+        })
+    }
 }
 
 /// Everything a node knows and uses about the other nodes.
@@ -68,18 +90,20 @@ pub struct ClusterState {
     pub(crate) coordinator: Arc<NodeCoordinator>,
     pub(crate) replica: Arc<Replica<RocksEngine>>,
     pub(crate) handoff: Arc<NodeHandoff>,
-    /// The rings in force: where every partition lives.
-    pub(crate) topology: Topology,
+    /// The layout in force: where every partition lives (kept by `layout`).
+    pub(crate) topology: Arc<Topology>,
+    /// The committed layout, this node's acceptor and move progress, the staged plan.
+    pub(crate) layout: Arc<LayoutManager>,
+    /// Answers peers' layout messages: held here because the replica links to it weakly.
+    _layout_service: Arc<NodeLayoutService>,
+    /// Wakes the `rebalance` worker when the layout or the progress changes.
+    pub(crate) rebalance_nudge: Arc<Notify>,
     /// What membership learned that needs the disk, for the `membership-events` worker.
     pub(crate) events: EventQueue,
     /// New tables, for the `schema-push` worker.
     pub(crate) schema_pushes: SchemaPushes,
-    /// True when the ring is the fixed `cluster.nodes` list.
+    /// True when the first layout came from the fixed `cluster.nodes` list.
     static_ring: bool,
-    scheme: PartitionScheme,
-    ring_replicas: u32,
-    store: Arc<Store>,
-    roster: Mutex<Roster>,
 }
 
 impl ClusterState {
@@ -96,25 +120,8 @@ impl ClusterState {
         let node_id = identity.node_id.as_str();
         let members = config.cluster.members()?;
         let static_ring = !members.is_empty();
-        let roster = if static_ring {
-            let mut roster = Roster::default();
-            for member in &members {
-                roster.add(&member.id, 0);
-            }
-            roster
-        } else {
-            let mut roster = Roster::load(&store)?;
-            if roster.add(node_id, identity.created_at_ms) {
-                roster.save(&store)?;
-            }
-            roster
-        };
-        let ring = if static_ring {
-            let ids = members.iter().map(|m| m.id.clone());
-            Ring::new(scheme, ids, config.cluster.ring_replicas)
-        } else {
-            roster.ring(scheme, config.cluster.ring_replicas)
-        }?;
+        let layout = Arc::new(LayoutManager::open(config, node_id, scheme, store.clone())?);
+        let topology = layout.topology().clone();
 
         let listen = config.node.listen;
         let directory = Directory::new(
@@ -198,6 +205,8 @@ impl ClusterState {
         ));
         let replica = Arc::new(Replica::new(node_id, writer, hints, runner));
         replica.set_coordinator(&coordinator);
+        let layout_service = Arc::new(NodeLayoutService(layout.clone()));
+        replica.set_layout_service(&layout_service);
         Ok(Self {
             secret,
             directory,
@@ -209,41 +218,22 @@ impl ClusterState {
             events: EventQueue::default(),
             schema_pushes: SchemaPushes::default(),
             static_ring,
-            scheme,
-            ring_replicas: config.cluster.ring_replicas,
-            store,
-            roster: Mutex::new(roster),
-            topology: Topology::new(Some(Layout::first(ring))),
+            rebalance_nudge: layout.nudge().clone(),
+            topology,
+            layout,
+            _layout_service: layout_service,
         })
     }
 
-    /// The current ring.
-    pub fn ring(&self) -> Arc<Ring> {
-        Arc::new(self.topology.ring().expect("a layout is set at start"))
+    /// The ring of the layout held, once the node knows one.
+    pub fn ring(&self) -> Option<Ring> {
+        self.topology.ring()
     }
 
-    /// Whether the ring is the fixed `cluster.nodes` list (else: discovered by membership).
+    /// Whether the first layout was the fixed `cluster.nodes` list (else: started by the first
+    /// node and grown by commits).
     pub fn is_static(&self) -> bool {
         self.static_ring
-    }
-
-    /// Adds a node membership has shown to the roster (when the ring is discovered), persists
-    /// the roster, and moves to the ring that includes it. Returns whether the node was new.
-    /// Blocking: it writes `meta`.
-    pub fn learn_node(&self, node: &str, created_at_ms: u64) -> Result<bool, ClusterError> {
-        if self.static_ring {
-            return Ok(false);
-        }
-        let mut roster = self.roster.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = roster.clone();
-        if !next.add(node, created_at_ms) {
-            return Ok(false);
-        }
-        let ring = next.ring(self.scheme, self.ring_replicas)?;
-        next.save(&self.store)?;
-        *roster = next;
-        self.topology.adopt(Layout::first(ring));
-        Ok(true)
     }
 
     /// Every other node with a known address.

@@ -135,6 +135,7 @@ pub struct ClusterConfig {
     pub ring_replicas: u32,
     pub secret: String,
     pub transport: TransportKind,
+    pub auto_join: bool,
 }
 
 /// How internal requests travel between nodes (`cluster.transport`).

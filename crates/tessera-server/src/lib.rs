@@ -12,8 +12,10 @@
 //! - `storage` and `identity`: the RocksDB engine, the cell and hint stores over it, and whose
 //!   data dir it is;
 //! - `schema`: tables, persisted in `meta`; `schema_sync` pushes new ones to peers;
-//! - `cluster`: what a node knows of the others (the topology of rings, the coordinator and
-//!   replica, hint delivery), built from `roster` (which nodes own partitions);
+//! - `cluster`: what a node knows of the others (the topology, the coordinator and replica, hint
+//!   delivery);
+//! - `layout`: the committed layout of each epoch, plans and commits, and the `rebalance` worker
+//!   that moves the node through a layout change (`roster` only migrates older data dirs);
 //! - `gossip`: the membership worker (SWIM over UDP) and the worker that applies what it learns;
 //! - `peer`: the internal transports (a multiplexed stream, or HTTP) and the peer directory;
 //! - `consistency`: levels (`one`, `quorum`, ...) resolved against a table's N;
@@ -26,6 +28,7 @@ mod cluster;
 mod consistency;
 mod gossip;
 mod identity;
+mod layout;
 mod metrics;
 mod node;
 mod peer;
@@ -83,6 +86,7 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
     if let Some(pusher) = schema_sync::SchemaPusher::new(node.clone()) {
         workers.spawn(pusher)?;
     }
+    workers.spawn(layout::worker::RebalanceWorker::new(node.clone()))?;
     let delivery_rate = u64::from(node.config.hints.delivery_per_second);
     workers.spawn_with(
         tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),

@@ -79,7 +79,7 @@ impl Node {
         )?;
         tracing::info!(
             node = %identity.node_id,
-            ring_nodes = cluster.ring().node_count(),
+            ring_nodes = cluster.ring().map_or(0, |r| r.node_count()),
             actor = format_args!("{:016x}", identity.actor),
             data_dir = %config.node.data_dir.display(),
             tables = schema.list().len(),

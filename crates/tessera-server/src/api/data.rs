@@ -81,6 +81,16 @@ pub fn plan(
         .cluster
         .topology
         .placement(row.partition, table.replication);
+    if placement.epoch == 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_joined",
+            format!(
+                "{} has not joined a cluster yet: it knows no layout (it learns one by gossip from its seeds)",
+                node.id()
+            ),
+        ));
+    }
     let membership = node.cluster.gossip.as_ref();
     let liveness = Liveness::of(
         &node.id().to_owned(),
@@ -95,7 +105,7 @@ pub fn plan(
     if liveness.check(required, checked).is_err() {
         let alive = liveness.reachable(checked);
         let replicas = &placement.replicas;
-        let members = node.cluster.ring().node_count();
+        let members = node.cluster.ring().map_or(0, |r| r.node_count());
         let why = if (replicas.len() as u32) < table.replication {
             format!(
                 "the table wants {} replicas but the cluster has {members} node{}",
