@@ -20,6 +20,7 @@ use crate::coordinator::WriteCoordinator;
 use crate::error::storage_kind;
 use crate::exec::StorageRunner;
 use crate::messages::{ErrorKind, Request, Response};
+use crate::transfer::source::{estimate_partition, read_chunk, SourceStats};
 use crate::transport::{BoxFuture, Handler, NodeId};
 
 /// Serves internal requests from the local store and coordinator.
@@ -30,6 +31,8 @@ pub struct Replica<E: Engine> {
     writer: Arc<RowWriter<E>>,
     runner: StorageRunner,
     coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
+    /// What this node served to nodes streaming its partitions.
+    transfers: Arc<SourceStats>,
 }
 
 impl<E: Engine> std::fmt::Debug for Replica<E> {
@@ -65,7 +68,13 @@ impl<E: Engine> Replica<E> {
             writer,
             runner,
             coordinator: RwLock::new(None),
+            transfers: Arc::default(),
         }
+    }
+
+    /// What this node served to nodes streaming its partitions (chunks, cells, bytes).
+    pub fn transfer_source_stats(&self) -> &Arc<SourceStats> {
+        &self.transfers
     }
 
     /// Attaches the coordinator that runs forwarded writes (held weakly).
@@ -100,7 +109,8 @@ impl<E: Engine> Handler for Replica<E> {
             | Request::Merge { row, .. } => Some(row.partition),
             Request::Coordinate { request } => Some(request.row.partition),
             Request::StoreHint { row, .. } => Some(row.partition),
-            Request::Ping => None,
+            Request::PartitionChunk { partition, .. } => Some(*partition),
+            Request::Ping | Request::EstimatePartitions { .. } => None,
         };
         debug!(node = %self.node, %from, partition, request = request.name(), "handling");
         let store = self.store.clone();
@@ -172,6 +182,64 @@ impl<E: Engine> Handler for Replica<E> {
                     }
                 })
             }
+            Request::PartitionChunk {
+                table,
+                partition,
+                after,
+                max_cells,
+                max_bytes,
+                estimate,
+            } => {
+                let stats = self.transfers.clone();
+                Box::pin(async move {
+                    let read = runner
+                        .run(move || {
+                            let chunk = read_chunk(
+                                &store,
+                                table,
+                                partition,
+                                after.as_deref(),
+                                max_cells,
+                                max_bytes,
+                            )?;
+                            let size = if estimate {
+                                Some(estimate_partition(&store, table, partition)?)
+                            } else {
+                                None
+                            };
+                            Ok((chunk, size))
+                        })
+                        .await;
+                    match read {
+                        Ok((chunk, estimate)) => {
+                            stats.record(&chunk);
+                            Response::PartitionChunk {
+                                cells: chunk.cells,
+                                next: chunk.next,
+                                bytes: chunk.bytes,
+                                estimate,
+                            }
+                        }
+                        Err(error) => storage_failure(&error),
+                    }
+                })
+            }
+            Request::EstimatePartitions { partitions } => Box::pin(async move {
+                let sizes = runner
+                    .run(move || {
+                        partitions
+                            .iter()
+                            .map(|(table, partition)| {
+                                estimate_partition(&store, *table, *partition)
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await;
+                match sizes {
+                    Ok(sizes) => Response::PartitionSizes { sizes },
+                    Err(error) => storage_failure(&error),
+                }
+            }),
         }
     }
 }
