@@ -21,7 +21,9 @@
 //! - [`commit`]: group commit, the node's row writes and merges batched into
 //!   one engine write ([`RowWriter`]);
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
-//!   replicas that were down (sloppy quorum) once they are back.
+//!   replicas that were down (sloppy quorum) once they are back;
+//! - [`transfer`]: streaming partitions to a node that takes them over
+//!   (rebalancing), chunk by chunk, throttled and resumable.
 //!
 //! Background jobs (group commit, hint delivery) are workers of
 //! [`tessera_worker`]; the short tasks that outlive a request (replication
@@ -43,6 +45,7 @@ pub mod replica;
 pub mod sim;
 pub mod stats;
 pub mod topology;
+pub mod transfer;
 pub mod transport;
 
 mod answer;
@@ -68,7 +71,7 @@ pub use handoff::{
 pub use membership::{MembershipView, StaticMembership};
 pub use messages::{
     decode_request, decode_response, encode_request, encode_response, ErrorKind, MessageError,
-    Request, Response, PROTOCOL_VERSION,
+    PartitionSize, Request, Response, PROTOCOL_VERSION,
 };
 pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
 pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
@@ -77,4 +80,5 @@ pub use replica::{LayoutService, Replica};
 pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};
 pub use stats::{CoordinatorStats, StatsSnapshot};
 pub use topology::{Placement, Topology, TopologyState};
+pub use transfer::{Transfer, TransferKey, TransferWorker, Transfers};
 pub use transport::{BoxFuture, Handler, NodeId, Transport, TransportError};

@@ -10,7 +10,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tessera_layout::LayoutMessage;
-use tessera_storage::{Cell, RowKey, RowPage, RowSlice};
+use tessera_storage::{Cell, RowKey, RowPage, RowSlice, TableId};
 
 use crate::ops::{WriteOutcome, WriteRequest};
 use crate::quorum::QuorumFailure;
@@ -74,6 +74,31 @@ pub enum Request {
         /// The message.
         message: LayoutMessage,
     },
+    /// The next cells of one (table, partition) as this replica stores them now (no snapshot),
+    /// in key order, for streaming the partition to a new owner; answered with
+    /// [`Response::PartitionChunk`]. The replica caps both limits (see `transfer::source`).
+    PartitionChunk {
+        /// The table.
+        table: TableId,
+        /// The partition.
+        partition: u16,
+        /// Start after this data key (exclusive); `None` starts at the partition's first cell.
+        after: Option<Vec<u8>>,
+        /// Most cells in the answer (at least one is always sent).
+        max_cells: u32,
+        /// About the most bytes (data keys plus stored cells) in the answer; the cell that
+        /// reaches it is the last one.
+        max_bytes: u32,
+        /// Whether to answer with an estimate of the whole partition's size too.
+        estimate: bool,
+    },
+    /// Estimates of how much these (table, partition)s hold on this replica, cheap (from the
+    /// storage engine's index): for plans and progress bars. Answered with
+    /// [`Response::PartitionSizes`], in the same order.
+    EstimatePartitions {
+        /// `(table, partition)` pairs.
+        partitions: Vec<(TableId, u16)>,
+    },
 }
 
 impl Request {
@@ -87,6 +112,8 @@ impl Request {
             Request::Ping => "Ping",
             Request::StoreHint { .. } => "StoreHint",
             Request::Layout { .. } => "Layout",
+            Request::PartitionChunk { .. } => "PartitionChunk",
+            Request::EstimatePartitions { .. } => "EstimatePartitions",
         }
     }
 }
@@ -119,6 +146,26 @@ pub enum Response {
     Pong,
     /// Answers [`Request::StoreHint`] once the hint is durable.
     HintStored,
+    /// Answers [`Request::PartitionChunk`].
+    PartitionChunk {
+        /// `(data key, cell)` pairs in key order: every cell whole (all its siblings and its
+        /// causal history), tombstones included, so that a merge on the receiver means exactly
+        /// what a replica's merge means.
+        cells: Vec<(Vec<u8>, Cell)>,
+        /// Where the next chunk starts (exclusive: the last key sent), or `None` once the
+        /// partition's end was reached.
+        next: Option<Vec<u8>>,
+        /// Bytes of the cells' keys and stored encodings, as the source holds them: the unit
+        /// of progress and of the throttle.
+        bytes: u64,
+        /// The partition's estimated size, when asked for.
+        estimate: Option<PartitionSize>,
+    },
+    /// Answers [`Request::EstimatePartitions`], one size per partition asked, in order.
+    PartitionSizes {
+        /// The estimates.
+        sizes: Vec<PartitionSize>,
+    },
     /// The request failed on the receiving node.
     Error {
         /// What kind of failure, with its numbers.
@@ -146,8 +193,20 @@ impl Response {
             Response::Error { .. } => "Error",
             Response::HintStored => "HintStored",
             Response::Layout { .. } => "Layout",
+            Response::PartitionChunk { .. } => "PartitionChunk",
+            Response::PartitionSizes { .. } => "PartitionSizes",
         }
     }
+}
+
+/// About how much one (table, partition) holds on a replica: data keys (one per cell) and their
+/// bytes (keys plus stored cells), estimated by the storage engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSize {
+    /// Cells.
+    pub keys: u64,
+    /// Bytes of their keys and stored values.
+    pub bytes: u64,
 }
 
 /// What went wrong on a remote node. Quorum outcomes keep their numbers, so a
@@ -395,6 +454,25 @@ mod tests {
                     },
                 },
             },
+            Request::PartitionChunk {
+                table: 7,
+                partition: 3,
+                after: Some(vec![0, 0, 0, 7, 0, 3, 1]),
+                max_cells: 4096,
+                max_bytes: 256 << 10,
+                estimate: true,
+            },
+            Request::PartitionChunk {
+                table: 7,
+                partition: 3,
+                after: None,
+                max_cells: 1,
+                max_bytes: 1,
+                estimate: false,
+            },
+            Request::EstimatePartitions {
+                partitions: vec![(7, 3), (u32::MAX - 1, u16::MAX)],
+            },
         ]
     }
 
@@ -424,6 +502,27 @@ mod tests {
             Response::Layout { message: None },
             Response::Layout {
                 message: Some(LayoutMessage::Committed { epoch: 9 }),
+            },
+            Response::PartitionChunk {
+                cells: vec![(vec![0, 0, 0, 7, 0, 3, 9], cell())],
+                next: Some(vec![0, 0, 0, 7, 0, 3, 9]),
+                bytes: 77,
+                estimate: Some(PartitionSize {
+                    keys: 10,
+                    bytes: 1000,
+                }),
+            },
+            Response::PartitionChunk {
+                cells: Vec::new(),
+                next: None,
+                bytes: 0,
+                estimate: None,
+            },
+            Response::PartitionSizes {
+                sizes: vec![
+                    PartitionSize::default(),
+                    PartitionSize { keys: 1, bytes: 2 },
+                ],
             },
         ];
         let kinds = [

@@ -23,6 +23,7 @@ use crate::coordinator::WriteCoordinator;
 use crate::error::storage_kind;
 use crate::exec::StorageRunner;
 use crate::messages::{ErrorKind, Request, Response};
+use crate::transfer::source::{estimate_partition, read_chunk, SourceStats};
 use crate::transport::{BoxFuture, Handler, NodeId};
 
 /// What a node does with layout messages: its acceptor's answers (persisted first), and its
@@ -45,6 +46,8 @@ pub struct Replica<E: Engine> {
     runner: StorageRunner,
     coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
     layout: RwLock<Option<Weak<dyn LayoutService>>>,
+    /// What this node served to nodes streaming its partitions.
+    transfers: Arc<SourceStats>,
 }
 
 impl<E: Engine> std::fmt::Debug for Replica<E> {
@@ -81,6 +84,7 @@ impl<E: Engine> Replica<E> {
             runner,
             coordinator: RwLock::new(None),
             layout: RwLock::new(None),
+            transfers: Arc::default(),
         }
     }
 
@@ -96,6 +100,11 @@ impl<E: Engine> Replica<E> {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .and_then(Weak::upgrade)
+    }
+
+    /// What this node served to nodes streaming its partitions (chunks, cells, bytes).
+    pub fn transfer_source_stats(&self) -> &Arc<SourceStats> {
+        &self.transfers
     }
 
     /// Attaches the coordinator that runs forwarded writes (held weakly).
@@ -130,7 +139,8 @@ impl<E: Engine> Handler for Replica<E> {
             | Request::Merge { row, .. } => Some(row.partition),
             Request::Coordinate { request } => Some(request.row.partition),
             Request::StoreHint { row, .. } => Some(row.partition),
-            Request::Ping | Request::Layout { .. } => None,
+            Request::PartitionChunk { partition, .. } => Some(*partition),
+            Request::Ping | Request::Layout { .. } | Request::EstimatePartitions { .. } => None,
         };
         debug!(node = %self.node, %from, partition, request = request.name(), "handling");
         let store = self.store.clone();
@@ -221,6 +231,64 @@ impl<E: Engine> Handler for Replica<E> {
                     }
                 })
             }
+            Request::PartitionChunk {
+                table,
+                partition,
+                after,
+                max_cells,
+                max_bytes,
+                estimate,
+            } => {
+                let stats = self.transfers.clone();
+                Box::pin(async move {
+                    let read = runner
+                        .run(move || {
+                            let chunk = read_chunk(
+                                &store,
+                                table,
+                                partition,
+                                after.as_deref(),
+                                max_cells,
+                                max_bytes,
+                            )?;
+                            let size = if estimate {
+                                Some(estimate_partition(&store, table, partition)?)
+                            } else {
+                                None
+                            };
+                            Ok((chunk, size))
+                        })
+                        .await;
+                    match read {
+                        Ok((chunk, estimate)) => {
+                            stats.record(&chunk);
+                            Response::PartitionChunk {
+                                cells: chunk.cells,
+                                next: chunk.next,
+                                bytes: chunk.bytes,
+                                estimate,
+                            }
+                        }
+                        Err(error) => storage_failure(&error),
+                    }
+                })
+            }
+            Request::EstimatePartitions { partitions } => Box::pin(async move {
+                let sizes = runner
+                    .run(move || {
+                        partitions
+                            .iter()
+                            .map(|(table, partition)| {
+                                estimate_partition(&store, *table, *partition)
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await;
+                match sizes {
+                    Ok(sizes) => Response::PartitionSizes { sizes },
+                    Err(error) => storage_failure(&error),
+                }
+            }),
         }
     }
 }

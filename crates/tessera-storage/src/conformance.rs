@@ -7,7 +7,10 @@
 //! held to the same contract; product builds do not compile it. Failures
 //! panic, as in any test.
 
+use crate::cell::{Cell, CellValue};
 use crate::engine::{ColumnFamily, Engine, EngineRead, KvPairs as Pairs, WriteBatch};
+use crate::keys::{partition_range, RowKey};
+use crate::store::{CellStore, StoreOptions};
 
 type Check<E> = fn(&E);
 
@@ -50,6 +53,10 @@ pub fn run_all<E: Engine>(make: &mut dyn FnMut() -> E) {
             "iterating_a_snapshot_while_writing",
             iterating_a_snapshot_while_writing,
         ),
+        (
+            "estimate_range_sizes_ranges_on_disk_and_in_memory",
+            estimate_range_sizes_ranges_on_disk_and_in_memory,
+        ),
     ];
     for (name, check) in checks {
         // Shown with the panic message when a check fails.
@@ -59,6 +66,8 @@ pub fn run_all<E: Engine>(make: &mut dyn FnMut() -> E) {
     }
     eprintln!("engine conformance: snapshot_outlives_its_engine");
     snapshot_outlives_its_engine(make());
+    eprintln!("engine conformance: dropping_a_partition_removes_exactly_its_cells");
+    dropping_a_partition_removes_exactly_its_cells(make());
 }
 
 fn put<E: Engine>(engine: &E, cf: ColumnFamily, key: &[u8], value: &[u8]) {
@@ -841,4 +850,133 @@ fn snapshot_outlives_its_engine<E: Engine>(engine: E) {
         held.get(ColumnFamily::Meta, b"k").unwrap(),
         Some(b"meta:k".to_vec())
     );
+}
+
+/// `count` keys `prefix ++ i (u32 BE)`, each with a 100-byte value that differs per key.
+fn fill_prefixed<E: Engine>(engine: &E, prefix: &[u8], count: u32) {
+    let mut batch = WriteBatch::new();
+    for i in 0..count {
+        let key = [prefix, &i.to_be_bytes()].concat();
+        let value: Vec<u8> = (0..100u32)
+            .map(|j| (i.wrapping_mul(31) ^ j) as u8)
+            .collect();
+        batch.put(ColumnFamily::Data, key, value);
+    }
+    engine.write(batch).unwrap();
+}
+
+/// Keys of `prefix ++ (u32 BE)`: the range `[prefix, prefix ++ 0xff...)`.
+fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (prefix.to_vec(), [prefix, &[0xff; 5]].concat())
+}
+
+fn estimate_range_sizes_ranges_on_disk_and_in_memory<E: Engine>(engine: &E) {
+    let cf = ColumnFamily::Data;
+    // Flushed ranges are estimated from the files, the last one from the memtables.
+    fill_prefixed(engine, b"a", 1_000);
+    fill_prefixed(engine, b"c", 3_000);
+    engine.flush().unwrap();
+    fill_prefixed(engine, b"e", 500);
+    // Key: 1-byte prefix + 4 bytes; value: 100 bytes.
+    let per_key = 105u64;
+    for (prefix, keys) in [(b"a", 1_000u64), (b"c", 3_000), (b"e", 500)] {
+        let (start, end) = prefix_range(prefix);
+        let estimate = engine.estimate_range(cf, &start, &end).unwrap();
+        assert!(
+            (keys / 2..=keys * 2).contains(&estimate.keys),
+            "{}: estimated {} keys of {keys}",
+            prefix[0] as char,
+            estimate.keys
+        );
+        let bytes = keys * per_key;
+        assert!(
+            (bytes / 2..=bytes * 2).contains(&estimate.bytes),
+            "{}: estimated {} bytes of {bytes}",
+            prefix[0] as char,
+            estimate.bytes
+        );
+    }
+    // The whole column family is about the sum of its ranges.
+    let all = engine.estimate_range(cf, &[], &[0xff; 8]).unwrap();
+    assert!((2_250..=9_000).contains(&all.keys), "{all:?}");
+    // Ranges that hold nothing: between the prefixes, after them, and inverted or empty.
+    for (start, end) in [
+        (b"b".to_vec(), b"c".to_vec()),
+        (b"f".to_vec(), b"g".to_vec()),
+    ] {
+        let estimate = engine.estimate_range(cf, &start, &end).unwrap();
+        assert!(estimate.keys <= 100, "{start:?}..{end:?}: {estimate:?}");
+    }
+    assert_eq!(
+        engine.estimate_range(cf, b"d", b"a").unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        engine.estimate_range(cf, b"a", b"a").unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        engine
+            .estimate_range(ColumnFamily::Meta, &[], &[0xff; 8])
+            .unwrap()
+            .keys,
+        0
+    );
+}
+
+/// Dropping a partition through the cell store removes its cells, from the engine and from the
+/// cell cache, and nothing else: not its neighbours in the same table, not the same partition of
+/// the neighbouring tables, not a row at the partition's very edge.
+fn dropping_a_partition_removes_exactly_its_cells<E: Engine>(engine: E) {
+    let store = CellStore::<E>::new(engine, StoreOptions::new(1));
+    let cell = |value: &str| Cell::from_value(CellValue::value(value.as_bytes().to_vec(), 1));
+    let rows = [
+        RowKey::new(5, 9, 0, b"first".to_vec()),
+        RowKey::new(5, 9, 77, b"middle".to_vec()),
+        RowKey::new(5, 9, u64::MAX, vec![0xff; 40]),
+        RowKey::new(5, 8, u64::MAX, vec![0xff; 40]),
+        RowKey::new(5, 10, 0, Vec::new()),
+        RowKey::new(4, 9, 77, b"middle".to_vec()),
+        RowKey::new(6, 9, 77, b"middle".to_vec()),
+    ];
+    for row in &rows {
+        for column in ["a", "b"] {
+            store
+                .merge_row(row, &[(column.as_bytes().to_vec(), cell(column))])
+                .unwrap();
+        }
+        // Cached now (a merge caches what it wrote): the drop must not leave it to be served.
+        assert!(store.read_cell(row, b"a").unwrap().is_some());
+    }
+    store.drop_partition(5, 9).unwrap();
+    for row in &rows {
+        let dropped = row.table == 5 && row.partition == 9;
+        for column in [b"a", b"b"] {
+            assert_eq!(
+                store.read_cell(row, column).unwrap().is_none(),
+                dropped,
+                "{row:?}"
+            );
+        }
+    }
+    let (start, end) = partition_range(5, 9);
+    assert!(store
+        .engine()
+        .scan(ColumnFamily::Data, &start, Some(&end), usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        scan_all(store.engine().as_ref(), ColumnFamily::Data).len(),
+        8
+    );
+    // Writes to the partition work again afterwards (the node may come to own it again).
+    store
+        .merge_row(&rows[1], &[(b"a".to_vec(), cell("again"))])
+        .unwrap();
+    assert_eq!(
+        store.read_cell(&rows[1], b"a").unwrap(),
+        Some(cell("again"))
+    );
+    // Dropping a partition that holds nothing is fine.
+    store.drop_partition(7, 0).unwrap();
 }

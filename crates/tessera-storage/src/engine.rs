@@ -164,6 +164,25 @@ pub struct CfStats {
     pub keys: u64,
 }
 
+/// About how much a key range holds (see [`Engine::estimate_range`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RangeEstimate {
+    /// Keys in the range.
+    pub keys: u64,
+    /// Their bytes, keys plus values, as written (before any compression on disk).
+    pub bytes: u64,
+}
+
+impl RangeEstimate {
+    /// The sum of two estimates.
+    pub fn plus(self, other: RangeEstimate) -> RangeEstimate {
+        RangeEstimate {
+            keys: self.keys.saturating_add(other.keys),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
+
 /// One `(key, value)` pair of a range, or the error that ended it.
 pub type KvItem = Result<(Vec<u8>, Vec<u8>), StorageError>;
 
@@ -223,6 +242,26 @@ pub trait Engine: EngineRead + 'static {
 
     /// Makes everything written so far durable and compact on disk (memtables flushed).
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// About how many keys `[start, end)` of `cf` holds, and their bytes (keys plus values, as
+    /// written), for progress bars and plans (a partition's size before it is streamed). Only
+    /// the order of magnitude is part of the contract, and it is meant to be cheap: RocksDB
+    /// answers from its file index and walks only its memtables. This default walks the range,
+    /// which is exact and costs a read of the range.
+    fn estimate_range(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<RangeEstimate, StorageError> {
+        let mut estimate = RangeEstimate::default();
+        for pair in self.iter(cf, start, Some(end)) {
+            let (key, value) = pair?;
+            estimate.keys += 1;
+            estimate.bytes += (key.len() + value.len()) as u64;
+        }
+        Ok(estimate)
+    }
 }
 
 impl<R: EngineRead + ?Sized> EngineRead for Arc<R> {
@@ -263,6 +302,15 @@ impl<E: Engine> Engine for Arc<E> {
 
     fn flush(&self) -> Result<(), StorageError> {
         (**self).flush()
+    }
+
+    fn estimate_range(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<RangeEstimate, StorageError> {
+        (**self).estimate_range(cf, start, end)
     }
 }
 

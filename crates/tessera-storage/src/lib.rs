@@ -34,7 +34,8 @@ pub mod store;
 pub use cell::{Actor, Cell, CellValue, CellWrite, Context};
 pub use codec::{decode_versioned, encode_versioned, FORMAT_VERSION};
 pub use engine::{
-    BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs, WriteBatch,
+    BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs, RangeEstimate,
+    WriteBatch,
 };
 pub use error::StorageError;
 pub use hints::{Hint, HintKey, HintStore, HintTargetStats, DEFAULT_MAX_HINTS_PER_TARGET};

@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
-    DBRawIteratorWithThreadMode, FlushOptions, Options, ReadOptions, WriteOptions, DB,
+    DBRawIteratorWithThreadMode, FlushOptions, Options, ReadOptions, ReadTier, WriteOptions, DB,
 };
 
 use crate::engine::{
     is_empty_range, BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs,
-    WriteBatch,
+    RangeEstimate, WriteBatch,
 };
 use crate::error::StorageError;
 
@@ -351,6 +351,42 @@ impl Engine for RocksEngine {
         })
     }
 
+    /// Memtables are walked (a memtable-only iterator: no file is read), up to
+    /// [`MEMTABLE_WALK_CAP`] keys; files are estimated from the byte span RocksDB's index gives
+    /// the range (`GetApproximateSizes`, on-disk and so compressed bytes), converted to keys and
+    /// raw bytes with the column family's own ratios from its table properties. Keys overwritten
+    /// in a memtable and still in a file count twice, and range deletes are not subtracted until
+    /// compaction drops what they cover: an estimate, as the contract says.
+    fn estimate_range(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<RangeEstimate, StorageError> {
+        if is_empty_range(start, Some(end)) {
+            return Ok(RangeEstimate::default());
+        }
+        let handle = self.handle(cf)?;
+        let in_memory = memtable_walk(&self.db, handle, start, end)?;
+        let on_disk = self
+            .db
+            .get_approximate_sizes_cf(handle, &[rocksdb::Range::new(start, end)])
+            .first()
+            .copied()
+            .unwrap_or(0);
+        if on_disk == 0 {
+            return Ok(in_memory);
+        }
+        let files = self
+            .db
+            .property_value_cf(handle, rocksdb::properties::AGGREGATED_TABLE_PROPERTIES)
+            .map_err(engine_error("estimate"))?
+            .map(|text| TableTotals::parse(&text))
+            .unwrap_or_default();
+        let total = self.property(handle, rocksdb::properties::LIVE_SST_FILES_SIZE)?;
+        Ok(in_memory.plus(files.share(on_disk, total)))
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush_wal(true).map_err(engine_error("flush"))?;
         let mut flush_options = FlushOptions::default();
@@ -361,6 +397,83 @@ impl Engine for RocksEngine {
                 .map_err(engine_error("flush"))?;
         }
         Ok(())
+    }
+}
+
+/// Most memtable entries one estimate walks; past it the estimate stops counting them (a
+/// memtable is tens of MiB, so this is reached only by one range holding most of it).
+const MEMTABLE_WALK_CAP: u64 = 1 << 20;
+
+/// Keys and bytes of `[start, end)` in the memtables of `handle`, read without touching a file.
+fn memtable_walk(
+    db: &DB,
+    handle: &rocksdb::ColumnFamily,
+    start: &[u8],
+    end: &[u8],
+) -> Result<RangeEstimate, StorageError> {
+    let mut options = ReadOptions::default();
+    options.set_read_tier(ReadTier::Memtable);
+    options.set_iterate_upper_bound(end);
+    let mut raw = db.raw_iterator_cf_opt(handle, options);
+    raw.seek(start);
+    let mut found = RangeEstimate::default();
+    while let Some((key, value)) = raw.item() {
+        found.keys += 1;
+        found.bytes += (key.len() + value.len()) as u64;
+        if found.keys >= MEMTABLE_WALK_CAP {
+            return Ok(found);
+        }
+        raw.next();
+    }
+    match raw.status() {
+        // A memtable-only iterator may end "incomplete" where the data goes on in files, which
+        // are estimated separately.
+        Err(error) if error.kind() == rocksdb::ErrorKind::Incomplete => Ok(found),
+        Err(error) => Err(engine_error("estimate")(error)),
+        Ok(()) => Ok(found),
+    }
+}
+
+/// What a column family's table files hold, summed over them (RocksDB's aggregated table
+/// properties): the ratios that turn an on-disk byte span into keys and raw bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TableTotals {
+    entries: u64,
+    raw_bytes: u64,
+}
+
+impl TableTotals {
+    /// Reads `# entries`, `raw key size` and `raw value size` from the properties' text form
+    /// (`name=value; name=value; ...`). A missing or unreadable figure counts as 0.
+    fn parse(text: &str) -> Self {
+        let mut totals = TableTotals::default();
+        for field in text.split(';') {
+            let Some((name, value)) = field.split_once('=') else {
+                continue;
+            };
+            let value: u64 = value.trim().parse().unwrap_or(0);
+            match name.trim() {
+                "# entries" => totals.entries = value,
+                "raw key size" | "raw value size" => {
+                    totals.raw_bytes = totals.raw_bytes.saturating_add(value)
+                }
+                _ => {}
+            }
+        }
+        totals
+    }
+
+    /// The keys and raw bytes of `span` on-disk bytes out of `total`, assuming the column family
+    /// is alike throughout (`span` is at most `total` up to rounding).
+    fn share(self, span: u64, total: u64) -> RangeEstimate {
+        if total == 0 {
+            return RangeEstimate::default();
+        }
+        let fraction = (span as f64 / total as f64).min(1.0);
+        RangeEstimate {
+            keys: (self.entries as f64 * fraction).round() as u64,
+            bytes: (self.raw_bytes as f64 * fraction).round() as u64,
+        }
     }
 }
 
@@ -489,6 +602,29 @@ mod tests {
             dirs.push(dir);
             engine
         });
+    }
+
+    #[test]
+    fn table_totals_are_read_from_the_properties_text() {
+        let text = "# data blocks=3; # entries=1000; # deletions=0; raw key size=8000; \
+                    raw average key size=8.000000; raw value size=100000; data block size=9000; ";
+        let totals = TableTotals::parse(text);
+        assert_eq!(
+            totals,
+            TableTotals {
+                entries: 1000,
+                raw_bytes: 108_000
+            }
+        );
+        assert_eq!(
+            totals.share(450, 900),
+            RangeEstimate {
+                keys: 500,
+                bytes: 54_000
+            }
+        );
+        assert_eq!(totals.share(5, 0), RangeEstimate::default());
+        assert_eq!(TableTotals::parse("garbage"), TableTotals::default());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod batch;
 mod cache;
+mod partitions;
 
 pub use batch::{RowOp, RowOutcome};
 pub use cache::CellCacheStats;

@@ -185,3 +185,111 @@ fn ops_on_one_cell_in_one_batch_see_each_other() {
         2
     );
 }
+
+/// `apply_atomically` (streamed chunks): the ops' outcomes are `apply`'s, and they land with the
+/// extra records in one engine write.
+#[test]
+fn atomic_batches_write_cells_and_records_together() {
+    let store = store();
+    let (a, b) = (row(1), row(2));
+    // `a` already holds a newer version of its cell than the one that arrives: it stays.
+    let held = store.write_row(&a, &[blind("c", "newer")], 1).unwrap();
+    let older =
+        tessera_storage::Cell::from_value(tessera_storage::CellValue::value(b"older".to_vec(), 0));
+    let incoming = [(b"c".to_vec(), held[0].1.clone())];
+    let fresh = [(b"c".to_vec(), older.clone())];
+    let mut progress = tessera_storage::WriteBatch::new();
+    progress.put(ColumnFamily::Meta, b"progress".to_vec(), b"2".to_vec());
+    let writes_before = store.engine().writes.load(Ordering::SeqCst);
+    let outcomes = store
+        .apply_atomically(
+            &[
+                RowOp::Merge {
+                    row: &a,
+                    cells: &incoming,
+                },
+                RowOp::Merge {
+                    row: &b,
+                    cells: &fresh,
+                },
+            ],
+            progress,
+        )
+        .unwrap();
+    assert_eq!(
+        store.engine().writes.load(Ordering::SeqCst),
+        writes_before + 1
+    );
+    let changed: Vec<bool> = outcomes
+        .into_iter()
+        .map(|outcome| outcome.into_merged().unwrap()[0].changed)
+        .collect();
+    assert_eq!(changed, [false, true]);
+    assert_eq!(store.read_cell(&a, b"c").unwrap(), Some(held[0].1.clone()));
+    assert_eq!(store.read_cell(&b, b"c").unwrap(), Some(older));
+    assert_eq!(store.get_meta("progress").unwrap(), Some(b"2".to_vec()));
+
+    // Nothing changes, but the records still land.
+    let mut again = tessera_storage::WriteBatch::new();
+    again.put(ColumnFamily::Meta, b"progress".to_vec(), b"3".to_vec());
+    store
+        .apply_atomically(
+            &[RowOp::Merge {
+                row: &a,
+                cells: &incoming,
+            }],
+            again,
+        )
+        .unwrap();
+    assert_eq!(store.get_meta("progress").unwrap(), Some(b"3".to_vec()));
+}
+
+#[test]
+fn an_atomic_batch_with_one_bad_op_writes_nothing() {
+    let store = store();
+    let (a, b) = (row(1), row(2));
+    let cell =
+        tessera_storage::Cell::from_value(tessera_storage::CellValue::value(b"v".to_vec(), 0));
+    let good = [(b"c".to_vec(), cell.clone())];
+    let bad = [(vec![b'x'; MAX_COLUMN_LEN + 1], cell)];
+    let mut progress = tessera_storage::WriteBatch::new();
+    progress.put(ColumnFamily::Meta, b"progress".to_vec(), b"1".to_vec());
+    let result = store.apply_atomically(
+        &[
+            RowOp::Merge {
+                row: &a,
+                cells: &good,
+            },
+            RowOp::Merge {
+                row: &b,
+                cells: &bad,
+            },
+        ],
+        progress.clone(),
+    );
+    assert!(matches!(result, Err(StorageError::ColumnTooLong { .. })));
+    assert!(contents(&store).is_empty());
+    assert_eq!(store.get_meta("progress").unwrap(), None);
+
+    // A failed engine write stores nothing either.
+    store.engine().fail_writes.store(true, Ordering::SeqCst);
+    let result = store.apply_atomically(
+        &[RowOp::Merge {
+            row: &a,
+            cells: &good,
+        }],
+        progress,
+    );
+    assert!(matches!(result, Err(StorageError::Engine { .. })));
+    store.engine().fail_writes.store(false, Ordering::SeqCst);
+    assert!(contents(&store).is_empty());
+    assert_eq!(store.read_cell(&a, b"c").unwrap(), None);
+
+    // Records of the data column family are refused: cells go through ops.
+    let mut sneaky = tessera_storage::WriteBatch::new();
+    sneaky.delete_range(ColumnFamily::Data, Vec::new(), vec![0xff]);
+    assert!(matches!(
+        store.apply_atomically(&[], sneaky),
+        Err(StorageError::InvalidBatch { .. })
+    ));
+}

@@ -20,7 +20,7 @@ use std::sync::{PoisonError, RwLockWriteGuard};
 
 use super::{lossy, reject_duplicates, CellStore, MergeOutcome};
 use crate::cell::{encode_cell, Cell, CellWrite};
-use crate::engine::{ColumnFamily, Engine, WriteBatch};
+use crate::engine::{BatchOp, ColumnFamily, Engine, WriteBatch};
 use crate::error::StorageError;
 use crate::keys::{cell_key, validate_column, RowKey};
 
@@ -148,13 +148,57 @@ impl<E: Engine> CellStore<E> {
             })
         });
 
-        let written = self.write_working_set(working);
+        let written = self.write_working_set(working, WriteBatch::new());
         results
             .map(|result| match (&written, result) {
                 (Err(error), Ok(_)) => Err(error.clone()),
                 (_, result) => result,
             })
             .collect()
+    }
+
+    /// Applies every op of `ops` or none, in one engine write together with `extra`: records of
+    /// other column families that must become durable exactly when the cells do (a streamed
+    /// chunk and the progress record saying it arrived). Unlike [`Self::apply`], the first op
+    /// that fails fails the call and nothing is written, `extra` included. `extra` may not touch
+    /// the `data` column family (the cell cache relies on every cell write going through ops).
+    pub fn apply_atomically(
+        &self,
+        ops: &[RowOp<'_>],
+        extra: WriteBatch,
+    ) -> Result<Vec<RowOutcome>, StorageError> {
+        let touches_cells = |op: &BatchOp| {
+            matches!(
+                op,
+                BatchOp::Put {
+                    cf: ColumnFamily::Data,
+                    ..
+                } | BatchOp::Delete {
+                    cf: ColumnFamily::Data,
+                    ..
+                } | BatchOp::DeleteRange {
+                    cf: ColumnFamily::Data,
+                    ..
+                }
+            )
+        };
+        if extra.ops().iter().any(touches_cells) {
+            return Err(StorageError::InvalidBatch {
+                reason: "records written beside cells may not be in the data column family"
+                    .to_owned(),
+            });
+        }
+        for op in ops {
+            op.validate()?;
+        }
+        let _locked = self.lock_rows(ops.iter().map(RowOp::row));
+        let mut working = WorkingSet::new();
+        let outcomes = ops
+            .iter()
+            .map(|op| self.stage(op, &mut working))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_working_set(working, extra)?;
+        Ok(outcomes)
     }
 
     /// Takes the write lock of every row's stripe, once each, in stripe order.
@@ -265,11 +309,14 @@ impl<E: Engine> CellStore<E> {
         Ok(stored)
     }
 
-    /// Writes every cell the batch changed, in one engine write, then caches what it wrote (or,
-    /// if the write failed, forgets those keys: the cache must never claim what the engine may
-    /// not hold).
-    fn write_working_set(&self, working: WorkingSet) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::new();
+    /// Writes every cell the batch changed, after what `batch` already holds, in one engine
+    /// write, then caches what it wrote (or, if the write failed, forgets those keys: the cache
+    /// must never claim what the engine may not hold).
+    fn write_working_set(
+        &self,
+        working: WorkingSet,
+        mut batch: WriteBatch,
+    ) -> Result<(), StorageError> {
         let mut changed = Vec::new();
         for (key, touched) in working {
             if touched.changed {

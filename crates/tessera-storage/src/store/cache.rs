@@ -94,6 +94,23 @@ impl CellCache {
         }
     }
 
+    /// Forgets every key in `[start, end)`, in every shard. The caller holds the write lock of
+    /// every stripe whose rows may have keys there.
+    pub(crate) fn remove_range(&self, start: &[u8], end: &[u8]) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let doomed: Vec<Box<[u8]>> = shard
+                .slots
+                .iter()
+                .filter(|slot| &*slot.key >= start && &*slot.key < end)
+                .map(|slot| slot.key.clone())
+                .collect();
+            for key in doomed {
+                shard.remove(&key);
+            }
+        }
+    }
+
     /// What the cache holds and how it has served, summed over the shards.
     pub(crate) fn stats(&self) -> CellCacheStats {
         let mut stats = CellCacheStats::default();
@@ -277,6 +294,21 @@ mod tests {
             entries >= 15,
             "evicted far more than needed: {entries} left"
         );
+    }
+
+    #[test]
+    fn a_range_is_forgotten_in_every_shard() {
+        let cache = CellCache::new(1 << 20, 4);
+        for (stripe, key) in [(0, b"a1"), (1, b"b1"), (2, b"b2"), (3, b"c1"), (3, b"b3")] {
+            cache.insert(stripe, key, cell(10));
+        }
+        cache.remove_range(b"b", b"c");
+        assert!(cache.get(0, b"a1").is_some());
+        assert!(cache.get(3, b"c1").is_some());
+        for (stripe, key) in [(1, b"b1"), (2, b"b2"), (3, b"b3")] {
+            assert_eq!(cache.get(stripe, key), None);
+        }
+        assert_eq!(cache.usage().0, 2);
     }
 
     #[test]
