@@ -39,6 +39,6 @@ pub mod progress;
 pub use consensus::{Acceptor, Ballot, LayoutMessage, Proposer, ProposerOutcome, Rejection};
 pub use error::LayoutError;
 pub use layout::{Layout, LAYOUT_FORMAT_VERSION};
-pub use plan::{plan, Change, NodeLoad, Plan};
+pub use plan::{plan, Change, NodeLoad, Plan, PlanSummary};
 pub use progress::{NodeProgress, PartitionSet, Progress, Route};
 pub use tessera_ring::{NodeId, PartitionId, Ring};

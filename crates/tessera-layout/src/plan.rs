@@ -70,6 +70,20 @@ pub struct Plan {
     pub balance: Vec<NodeLoad>,
 }
 
+/// A plan as operators see it: the plan, and what it would stream (what
+/// `POST /v1/cluster/plan` answers and `tessera cluster plan` prints).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    #[serde(flatten)]
+    pub plan: Plan,
+    /// (partition, joining node) pairs over the tables' replication factors: each streams one
+    /// partition's data.
+    pub replica_moves: usize,
+    /// Keys and bytes the moves would stream, estimated from the load every node publishes.
+    pub estimated_keys: u64,
+    pub estimated_bytes: u64,
+}
+
 /// The plan of `change` against `current`, which must not be moving any more (`complete`: its
 /// move, if any, has finished everywhere).
 pub fn plan(current: &Layout, complete: bool, change: Change) -> Result<Plan, LayoutError> {

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
-use tessera_cluster::Topology;
+use tessera_cluster::transfer::TransferConfig;
 use tessera_cluster::{
     Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
 };
+use tessera_cluster::{Topology, Transfers};
 use tessera_membership::MemberId;
 use tessera_ring::{PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
@@ -42,6 +43,41 @@ pub type NodeCoordinator = Coordinator<PeerTransport, Arc<Gossip>, RocksEngine>;
 /// The hint delivery of a running node.
 pub type NodeHandoff = HintDelivery<PeerTransport, Arc<Gossip>, RocksEngine>;
 
+/// The partition transfers of a running node.
+pub type NodeTransfers = Transfers<PeerTransport, RocksEngine>;
+
+/// A transport to the peers in `directory`, of the kind `cluster.transport` picks, whose sockets
+/// leave from this node's address.
+fn peer_transport(
+    config: &Config,
+    node_id: &str,
+    secret: &ClusterSecret,
+    directory: &Directory,
+) -> Result<PeerTransport, ClusterError> {
+    let source = source_ip(config.node.listen.ip());
+    Ok(match config.cluster.transport {
+        TransportKind::Stream => Arc::new(StreamTransport::new(
+            node_id.to_string(),
+            source,
+            secret.clone(),
+            directory.clone(),
+            StreamSettings {
+                max_message_bytes: config.limits.max_internal_message_bytes,
+                ..StreamSettings::default()
+            },
+        )),
+        TransportKind::Http => Arc::new(
+            HttpTransport::new(
+                node_id.to_string(),
+                source,
+                secret.clone(),
+                directory.clone(),
+            )
+            .map_err(|e| ClusterError::Transport(e.to_string()))?,
+        ),
+    })
+}
+
 /// Why the cluster side of a node could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -59,6 +95,8 @@ pub enum ClusterError {
     Storage(#[from] tessera_storage::StorageError),
     #[error("cannot load the layout: {0}")]
     Layout(#[from] LayoutFailure),
+    #[error("cannot load the partition transfers: {0}")]
+    Transfers(#[from] tessera_cluster::transfer::TransferError),
 }
 
 /// Answers peers' layout messages with the node's layout manager, off the async workers (an
@@ -98,6 +136,8 @@ pub struct ClusterState {
     _layout_service: Arc<NodeLayoutService>,
     /// Wakes the `rebalance` worker when the layout or the progress changes.
     pub(crate) rebalance_nudge: Arc<Notify>,
+    /// The partitions this node pulls during moves (the `transfers` worker runs them).
+    pub(crate) transfers: NodeTransfers,
     /// What membership learned that needs the disk, for the `membership-events` worker.
     pub(crate) events: EventQueue,
     /// New tables, for the `schema-push` worker.
@@ -148,28 +188,19 @@ impl ClusterState {
         let gossip = Arc::new(gossip);
 
         let secret = ClusterSecret::new(config.cluster.secret.clone());
-        let source = source_ip(listen.ip());
-        let transport: PeerTransport = match config.cluster.transport {
-            TransportKind::Stream => Arc::new(StreamTransport::new(
-                node_id.to_string(),
-                source,
-                secret.clone(),
-                directory.clone(),
-                StreamSettings {
-                    max_message_bytes: config.limits.max_internal_message_bytes,
-                    ..StreamSettings::default()
-                },
-            )),
-            TransportKind::Http => Arc::new(
-                HttpTransport::new(
-                    node_id.to_string(),
-                    source,
-                    secret.clone(),
-                    directory.clone(),
-                )
-                .map_err(|e| ClusterError::Transport(e.to_string()))?,
-            ),
-        };
+        let transport = peer_transport(config, node_id, &secret, &directory)?;
+        // Partition transfers travel on connections of their own, so that a chunk never queues
+        // ahead of quorum traffic on the same link.
+        let bulk = peer_transport(config, node_id, &secret, &directory)?;
+        let transfers = Transfers::open(
+            node_id,
+            store.clone(),
+            bulk,
+            TransferConfig {
+                max_concurrent: config.rebalance.max_concurrent as usize,
+                ..TransferConfig::default()
+            },
+        )?;
         let timeout = Duration::from_millis(config.requests.timeout_ms);
         // Writes that fsync wait on the disk: the pool lets many wait together and share each
         // fsync. Writes that do not are short, and run in place (see `StorageRunner`).
@@ -219,6 +250,7 @@ impl ClusterState {
             schema_pushes: SchemaPushes::default(),
             static_ring,
             rebalance_nudge: layout.nudge().clone(),
+            transfers,
             topology,
             layout,
             _layout_service: layout_service,

@@ -21,6 +21,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub hints: HintsConfig,
     pub background: BackgroundConfig,
+    pub rebalance: RebalanceConfig,
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
     pub membership: MembershipConfig,
@@ -109,6 +110,15 @@ pub struct HintsConfig {
     pub max_per_target: u64,
     pub window_secs: u64,
     pub delivery_per_second: u32,
+}
+
+/// How partitions move when the layout changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebalanceConfig {
+    pub max_concurrent: u32,
+    pub max_mb_per_s: u32,
+    pub cleanup_grace_secs: u64,
 }
 
 /// Bounds on the short background tasks that outlive their request: a write's replication
@@ -316,6 +326,13 @@ impl Config {
         }
         if self.hints.window_secs == 0 {
             return Err(invalid("hints.window_secs", &0, "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.rebalance.max_concurrent) {
+            return Err(invalid(
+                "rebalance.max_concurrent",
+                &self.rebalance.max_concurrent,
+                "must be from 1 to 64",
+            ));
         }
         if !(1..4096).contains(&self.background.max_mb) {
             return Err(invalid(

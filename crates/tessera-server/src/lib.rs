@@ -87,6 +87,17 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
         workers.spawn(pusher)?;
     }
     workers.spawn(layout::worker::RebalanceWorker::new(node.clone()))?;
+    let rate = u64::from(node.config.rebalance.max_mb_per_s) << 20;
+    node.cluster
+        .transfers
+        .note_max_bytes_per_second((rate > 0).then_some(rate));
+    workers.spawn_with(
+        node.cluster.transfers.worker()?,
+        tessera_worker::WorkerOptions {
+            max_rate: (rate > 0).then_some(rate),
+            ..tessera_worker::WorkerOptions::default()
+        },
+    )?;
     let delivery_rate = u64::from(node.config.hints.delivery_per_second);
     workers.spawn_with(
         tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),

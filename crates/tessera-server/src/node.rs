@@ -33,6 +33,8 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot start a background worker: {0}")]
     Workers(#[from] tessera_worker::RunnerError),
+    #[error("cannot start the partition transfers: {0}")]
+    Transfers(#[from] tessera_cluster::transfer::TransferError),
 }
 
 /// Everything a request handler or worker needs, shared behind an `Arc`.

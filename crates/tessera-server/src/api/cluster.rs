@@ -11,11 +11,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_cluster::messages::{Request, Response};
 use tessera_cluster::{MembershipView, Transport};
-use tessera_layout::{Change, Layout, LayoutError, Plan};
+use tessera_layout::{Change, Layout, LayoutError, Plan, PlanSummary};
 
 use super::error::ApiError;
 use super::extract;
@@ -216,28 +216,7 @@ fn not_joined(node: &Node) -> ApiError {
     )
 }
 
-/// The body of `POST /v1/cluster/plan`: one change.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanRequest {
-    #[serde(flatten)]
-    change: Change,
-}
-
-/// A staged plan as the API shows it: the plan, and what it would move.
-#[derive(Debug, Serialize)]
-pub struct PlanView {
-    #[serde(flatten)]
-    plan: Plan,
-    /// Owner changes plus every replica-set change they cause, over the tables' replication
-    /// factors: (partition, joining node) pairs.
-    replica_moves: usize,
-    /// Keys and bytes the moves would stream, estimated from the load every node publishes.
-    estimated_keys: u64,
-    estimated_bytes: u64,
-}
-
-fn view(node: &Node, plan: Plan) -> PlanView {
+fn view(node: &Node, plan: Plan) -> PlanSummary {
     let state = node.cluster.topology.state();
     let n = state
         .replication_factors
@@ -273,7 +252,7 @@ fn view(node: &Node, plan: Plan) -> PlanView {
         }
     }
     let per_move = |total: u64| total / u64::from(n.max(1)) / partitions.max(1);
-    PlanView {
+    PlanSummary {
         estimated_keys: per_move(keys) * replica_moves as u64,
         estimated_bytes: per_move(bytes) * replica_moves as u64,
         replica_moves,
@@ -287,7 +266,7 @@ pub async fn plan(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<PlanView>, ApiError> {
+) -> Result<Json<PlanSummary>, ApiError> {
     let bytes = extract::read_body(
         body,
         &headers,
@@ -297,17 +276,19 @@ pub async fn plan(
         node.body_timeout(),
     )
     .await?;
-    let request: PlanRequest = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
+    // One change: {"kind": "add" | "remove" | "remove_dead", "node": ...} or
+    // {"kind": "replace", "old": ..., "new": ..., "dead": false}.
+    let change: Change = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
     let plan = node
         .cluster
         .layout
-        .stage(request.change)
+        .stage(change)
         .map_err(|e| layout_error(&node, e))?;
     Ok(Json(view(&node, plan)))
 }
 
 /// `GET /v1/cluster/plan`: the plan staged on this node.
-pub async fn staged(State(node): State<Arc<Node>>) -> Result<Json<PlanView>, ApiError> {
+pub async fn staged(State(node): State<Arc<Node>>) -> Result<Json<PlanSummary>, ApiError> {
     let plan = node.cluster.layout.staged().ok_or_else(|| {
         ApiError::not_found("nothing is staged on this node: POST /v1/cluster/plan first")
     })?;

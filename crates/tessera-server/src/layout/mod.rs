@@ -40,6 +40,8 @@ use crate::storage::Store;
 const LAYOUT_KEY: &str = "layout";
 const ACCEPTOR_KEY: &str = "layout_acceptor";
 const PROGRESS_KEY: &str = "layout_progress";
+const CLEANED_KEY: &str = "layout_cleaned";
+const MEMBER_KEY: &str = "layout_was_member";
 
 /// Why a layout operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,12 @@ impl LayoutManager {
             layout = first_layout(config, node, scheme, &store)?;
             if let Some(first) = &layout {
                 store.put_meta(LAYOUT_KEY, &first.encode())?;
+                if first.ring().contains(&node.to_owned()) {
+                    store.put_meta(
+                        MEMBER_KEY,
+                        &encode_versioned("layout membership", &first.epoch())?,
+                    )?;
+                }
                 info!(
                     node,
                     epoch = first.epoch(),
@@ -171,9 +179,21 @@ impl LayoutManager {
                 &encode_versioned("layout acceptor", &*acceptor)?,
             )?;
         }
+        let member = layout.ring().contains(&self.node)
+            || layout.previous().is_some_and(|r| r.contains(&self.node));
+        if member && !self.was_member() {
+            self.store
+                .put_meta(MEMBER_KEY, &encode_versioned("layout membership", &epoch)?)?;
+        }
         if self.topology.adopt(layout.clone()) {
             *lock(&self.adopted_at) = Instant::now();
             self.nudge.notify_one();
+            if !member
+                && layout.previous().is_none_or(|r| !r.contains(&self.node))
+                && self.was_member()
+            {
+                info!(node = %self.node, epoch, "this node is no longer in the ring: it holds no data and only coordinates requests");
+            }
             info!(
                 node = %self.node,
                 epoch,
@@ -245,6 +265,30 @@ impl LayoutManager {
                 Some(answer)
             }
         }
+    }
+
+    /// Whether this node has ever been in a ring it held. A node removed from the cluster has;
+    /// `cluster.auto_join` never adds it back (an operator may).
+    pub fn was_member(&self) -> bool {
+        self.store.get_meta(MEMBER_KEY).ok().flatten().is_some()
+    }
+
+    /// The last epoch whose leftover partitions this node dropped (0: none).
+    pub fn cleaned_epoch(&self) -> u64 {
+        self.store
+            .get_meta(CLEANED_KEY)
+            .ok()
+            .flatten()
+            .and_then(|bytes| {
+                decode_versioned::<u64>("layout cleanup", CLEANED_KEY.as_bytes(), &bytes).ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Records that `epoch`'s leftovers were dropped. Blocking.
+    pub fn set_cleaned_epoch(&self, epoch: u64) -> Result<(), LayoutFailure> {
+        let bytes = encode_versioned("layout cleanup", &epoch)?;
+        Ok(self.store.put_meta(CLEANED_KEY, &bytes)?)
     }
 
     /// Plans `change` against the layout held and stages it here, replacing any staged plan.

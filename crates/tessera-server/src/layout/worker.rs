@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_cluster::Transfer;
 use tessera_layout::{Change, Layout, NodeProgress};
 use tessera_worker::{Step, StepContext, Worker, WorkerError, WorkerStatus};
 use tokio::sync::Notify;
@@ -39,6 +40,108 @@ const AUTO_JOIN_RETRY: Duration = Duration::from_secs(2);
 /// write gets twice the timeout at its coordinator, on top of its own.
 fn drain(node: &Node) -> Duration {
     node.request_timeout() * 3
+}
+
+/// The transfers this node must pull for `layout`: every (table, partition) it joins.
+fn my_transfers(node: &Node, layout: &Layout) -> Vec<Transfer> {
+    let me = node.id().to_owned();
+    let partitions = layout.ring().scheme().count() as u16;
+    let mut transfers = Vec::new();
+    for table in node.schema.list() {
+        for partition in 0..partitions {
+            if layout.joining(partition, table.replication).contains(&me) {
+                transfers.push(Transfer {
+                    epoch: layout.epoch(),
+                    table: table.id,
+                    partition,
+                    sources: layout.sources(partition, table.replication, &me),
+                });
+            }
+        }
+    }
+    transfers
+}
+
+/// Step 2: gives the transfers this node joins to the engine (again, when tables were created:
+/// the engine skips what it has), and publishes every partition whose transfers all completed.
+fn sync(node: &Node, layout: &Layout) -> Result<Option<String>, WorkerError> {
+    let transfers = my_transfers(node, layout);
+    let engine = &node.cluster.transfers;
+    let report = engine.enqueue(transfers.clone());
+    if !report.queued.is_empty() {
+        info!(
+            node = node.id(),
+            epoch = layout.epoch(),
+            transfers = report.queued.len(),
+            "pulling the partitions this node joins"
+        );
+    }
+    for (key, why) in &report.refused {
+        tracing::warn!(node = node.id(), %key, %why, "a transfer has no source");
+    }
+    let mut complete: std::collections::BTreeMap<u16, bool> = std::collections::BTreeMap::new();
+    for transfer in &transfers {
+        let done = engine.is_completed(&transfer.key());
+        complete
+            .entry(transfer.partition)
+            .and_modify(|all| *all &= done)
+            .or_insert(done);
+    }
+    let synced: Vec<u16> = complete
+        .into_iter()
+        .filter_map(|(partition, done)| done.then_some(partition))
+        .collect();
+    let epoch = layout.epoch();
+    let own = node.cluster.layout.own_progress();
+    let new: Vec<u16> = synced
+        .into_iter()
+        .filter(|p| !own.has_synced(epoch, *p))
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    node.cluster
+        .layout
+        .update_progress(|p| {
+            if p.synced_epoch != epoch {
+                p.synced_epoch = epoch;
+                p.synced = Default::default();
+            }
+            for partition in &new {
+                p.synced.insert(*partition);
+            }
+        })
+        .map_err(WorkerError::new)?;
+    Ok(Some(format!(
+        "holds {} more partitions of epoch {epoch}",
+        new.len()
+    )))
+}
+
+/// Step 4: drops every (table, partition) this node replicated in the previous ring and does not
+/// in this one.
+fn cleanup(node: &Node, layout: &Layout) -> Result<usize, WorkerError> {
+    let Some(previous) = layout.previous() else {
+        return Ok(0);
+    };
+    let me = node.id().to_owned();
+    let partitions = layout.ring().scheme().count() as u16;
+    let mut dropped = 0;
+    for table in node.schema.list() {
+        let n = table.replication as usize;
+        for partition in 0..partitions {
+            let kept = layout.ring().preference_list(partition, n).contains(&me);
+            let held = previous.preference_list(partition, n).contains(&me);
+            if held && !kept {
+                node.store
+                    .drop_partition(table.id, partition)
+                    .map_err(WorkerError::new)?;
+                dropped += 1;
+            }
+        }
+    }
+    node.cluster.transfers.forget_epochs_before(layout.epoch());
+    Ok(dropped)
 }
 
 /// Steps 1 and 3 (blocking: publishing progress writes `meta`); returns what it did, if anything.
@@ -66,6 +169,15 @@ fn advance(node: &Node, layout: &Layout) -> Result<Option<String>, WorkerError> 
         return Ok(None);
     }
     let state = node.cluster.topology.state();
+    if state.complete() {
+        return Ok(None);
+    }
+    if state.progress.all_acked(layout) {
+        if let Some(done) = sync(node, layout)? {
+            return Ok(Some(done));
+        }
+    }
+    let state = node.cluster.topology.state();
     let ns = &state.replication_factors;
     if own.reading < epoch
         && state.progress.all_acked(layout)
@@ -85,6 +197,10 @@ fn advance(node: &Node, layout: &Layout) -> Result<Option<String>, WorkerError> 
 pub struct RebalanceWorker {
     node: Arc<Node>,
     nudge: Arc<Notify>,
+    /// The epoch whose move this node saw complete, and when.
+    complete_since: Option<(u64, Instant)>,
+    /// The last epoch whose leftovers were dropped.
+    cleaned: u64,
     next_join: Instant,
     join_attempts: u64,
     last_step: String,
@@ -94,6 +210,8 @@ impl RebalanceWorker {
     pub fn new(node: Arc<Node>) -> Self {
         Self {
             nudge: node.cluster.rebalance_nudge.clone(),
+            cleaned: node.cluster.layout.cleaned_epoch(),
+            complete_since: None,
             node,
             next_join: Instant::now() + AUTO_JOIN_RETRY,
             join_attempts: 0,
@@ -101,11 +219,53 @@ impl RebalanceWorker {
         }
     }
 
+    /// Step 4, once the move is complete everywhere and the grace period has passed.
+    async fn cleanup_when_due(&mut self, layout: &Layout) -> Result<Option<String>, WorkerError> {
+        let epoch = layout.epoch();
+        if !layout.is_move()
+            || self.cleaned >= epoch
+            || !self.node.cluster.topology.state().complete()
+        {
+            return Ok(None);
+        }
+        let since = match self.complete_since {
+            Some((seen, at)) if seen == epoch => at,
+            _ => {
+                self.complete_since = Some((epoch, Instant::now()));
+                return Ok(None);
+            }
+        };
+        let grace = Duration::from_secs(self.node.config.rebalance.cleanup_grace_secs);
+        if since.elapsed() < grace {
+            return Ok(None);
+        }
+        let (node, layout) = (self.node.clone(), layout.clone());
+        let dropped = tokio::task::spawn_blocking(move || {
+            let dropped = cleanup(&node, &layout)?;
+            node.cluster
+                .layout
+                .set_cleaned_epoch(layout.epoch())
+                .map_err(WorkerError::new)?;
+            Ok::<_, WorkerError>(dropped)
+        })
+        .await
+        .map_err(WorkerError::new)??;
+        self.cleaned = epoch;
+        info!(
+            node = self.node.id(),
+            epoch, dropped, "dropped the partitions this node no longer replicates"
+        );
+        Ok(Some(format!(
+            "epoch {epoch} done; dropped {dropped} partitions"
+        )))
+    }
+
     /// Adds this node to the cluster if `cluster.auto_join` says so and it is not in the ring.
     async fn auto_join(&mut self, layout: &Layout) -> Option<String> {
         let node = &self.node;
         if !node.config.cluster.auto_join
             || layout.ring().contains(&node.id().to_owned())
+            || node.cluster.layout.was_member()
             || Instant::now() < self.next_join
             || !node.cluster.topology.state().complete()
         {
@@ -159,6 +319,7 @@ impl Worker for RebalanceWorker {
         .counter("reading_epoch", own.reading)
         .counter("synced_partitions", own.synced.len() as u64)
         .counter("auto_join_attempts", self.join_attempts)
+        .counter("cleaned_epoch", self.cleaned)
     }
 
     async fn step(&mut self, _ctx: &StepContext) -> Result<Step, WorkerError> {
@@ -180,6 +341,10 @@ impl Worker for RebalanceWorker {
                 .map_err(WorkerError::new)??
         };
         if let Some(done) = advanced {
+            self.last_step = done;
+            return Ok(Step::Busy { units: 1 });
+        }
+        if let Some(done) = self.cleanup_when_due(&layout).await? {
             self.last_step = done;
             return Ok(Step::Busy { units: 1 });
         }
