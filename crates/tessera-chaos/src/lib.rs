@@ -10,6 +10,8 @@
 
 pub mod check;
 pub mod error;
+pub mod grudge;
 pub mod history;
+pub mod schedule;
 
 pub use error::ChaosError;
