@@ -30,6 +30,15 @@ pub enum Event {
     Placement(Placement),
     Final(FinalRead),
     Local(LocalRead),
+    Note(Note),
+}
+
+/// Something the reader must know that arose during the run: a crash, a recovery that did not
+/// happen, a check not judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub t_us: u64,
+    pub text: String,
 }
 
 /// What the run was: the first line.

@@ -9,9 +9,19 @@
 //! [`workload`], [`run`] (the phases of a run) and [`report`] (summary and plot).
 
 pub mod check;
+pub mod cleanup;
+pub mod client;
+pub mod cluster;
 pub mod error;
 pub mod grudge;
+pub mod health;
 pub mod history;
+pub mod nemesis;
+pub mod net;
+pub mod readback;
+pub mod report;
+pub mod run;
 pub mod schedule;
+pub mod workload;
 
 pub use error::ChaosError;

@@ -144,6 +144,8 @@ pub struct Indexed<'a> {
     pub locals: HashMap<(LocalRound, Workload, String), Vec<&'a LocalRead>>,
     /// Every key of each workload that any op, read-back or local read names.
     pub keys: BTreeMap<Workload, Vec<String>>,
+    /// The run's notes (the meta's, then those recorded during the run).
+    pub notes: Vec<String>,
 }
 
 impl<'a> Indexed<'a> {
@@ -164,11 +166,13 @@ impl<'a> Indexed<'a> {
             finals: HashMap::new(),
             locals: HashMap::new(),
             keys: BTreeMap::new(),
+            notes: meta.notes.clone(),
         };
         let mut keys: BTreeMap<Workload, std::collections::BTreeSet<String>> = BTreeMap::new();
         for event in events {
             match event {
                 Event::Meta(_) => {}
+                Event::Note(n) => indexed.notes.push(n.text.clone()),
                 Event::Op(op) => {
                     keys.entry(op.workload).or_default().insert(op.key.clone());
                     indexed.ops.push(op);
@@ -250,7 +254,10 @@ impl<'a> Indexed<'a> {
 /// Judges a history.
 pub fn check(events: &[Event]) -> Result<Verdict, ChaosError> {
     let history = Indexed::new(events)?;
-    let mut verdict = Verdict::default();
+    let mut verdict = Verdict {
+        notes: history.notes.clone(),
+        ..Verdict::default()
+    };
     if history.recovered_at().is_none() {
         verdict.notes.push(
             "the cluster never recovered after the final heal (members alive, rings agreed, \
