@@ -1,0 +1,210 @@
+//! The harness end to end against real `tessera` processes: a short schedule (one partition,
+//! one `kill -9` and restart, one `SIGSTOP` pause) on 5 nodes with the set and register
+//! workloads at quorum must find no violation, and its saved history must be judged the same by
+//! `--check`.
+//!
+//! Partitions need iptables, so root. Without root the test fails under `CI=true` and is skipped
+//! loudly otherwise. Each test uses its own loopback range, so it never meets a `make run`
+//! cluster (127.0.0.11-15) or a chaos run on the default range (127.0.0.101-107).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `tessera` binary: `TESSERA_BIN`, else next to this test's target dir (`cargo build --bin
+/// tessera` puts it there).
+fn tessera_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TESSERA_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    for dir in exe.ancestors().skip(1) {
+        let candidate = dir.join("tessera");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("no tessera binary found above {}: run `cargo build --bin tessera` (make test does), or set TESSERA_BIN", exe.display());
+}
+
+/// Whether the test may run: root is needed for iptables.
+fn may_run(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let message = format!(
+        "{test} needs root for iptables (partitions); run the tests as root, e.g. `sudo -E make test`"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}");
+    }
+    eprintln!("\n**********\nSKIPPED: {message}\n**********\n");
+    false
+}
+
+/// A seed that changes from run to run (printed), so CI keeps drawing new schedules.
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64 % 100_000)
+        .unwrap_or(7)
+}
+
+/// Runs the harness; returns its exit code and the report folder.
+fn chaos(base_ip: &str, seed: u64, extra: &[&str], out: &Path) -> i32 {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera-chaos"));
+    command
+        .arg("--bin")
+        .arg(tessera_bin())
+        .args([
+            "--base-ip",
+            base_ip,
+            "--seed",
+            &seed.to_string(),
+            "--nodes",
+            "5",
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    eprintln!("running {command:?}");
+    let status = command.status().expect("the tessera-chaos binary runs");
+    status.code().unwrap_or(-1)
+}
+
+fn show(out: &Path) -> String {
+    std::fs::read_to_string(out.join("summary.md"))
+        .unwrap_or_else(|e| format!("(no summary.md: {e})"))
+}
+
+/// The short schedule of `make test`. Clients talk to a replica of each key (`--route replica`):
+/// with `--route node`, a write forwarded to a replica that is paused or cut off is retried at
+/// another replica and later applied a second time by the first (see
+/// `forwarded_writes_are_not_applied_twice` below and docs/chaos.md), which this schedule hits
+/// almost every time.
+#[test]
+fn a_short_schedule_finds_no_violation() {
+    if !may_run("a_short_schedule_finds_no_violation") {
+        return;
+    }
+    let seed = fresh_seed();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = dir.path().join("report");
+    let code = chaos(
+        "127.0.1.101",
+        seed,
+        &[
+            "--nemesis",
+            "isolate,kill,pause",
+            "--duration",
+            "36",
+            "--warmup",
+            "3",
+            "--fault-secs",
+            "6-8",
+            "--gap-secs",
+            "4-5",
+            "--healthy-secs",
+            "6",
+            "--workloads",
+            "set,register",
+            "--clients",
+            "6",
+            "--rate",
+            "80",
+            "--level",
+            "quorum",
+            "--route",
+            "replica",
+            "--converge-timeout",
+            "3",
+        ],
+        &out,
+    );
+    let summary = show(&out);
+    assert_eq!(
+        code, 0,
+        "seed {seed}: the run failed or found violations:\n{summary}"
+    );
+    for file in ["history.jsonl", "summary.md", "plot.svg", "verdict.json"] {
+        assert!(
+            out.join(file).is_file(),
+            "seed {seed}: no {file} in the report"
+        );
+    }
+    assert!(summary.contains("PASS"), "{summary}");
+    assert!(
+        summary.contains("](plot.svg)"),
+        "the summary links the plot"
+    );
+    assert!(
+        summary.contains(&format!("--seed {seed}")),
+        "the summary prints the replay command"
+    );
+    // All three faults happened, and were recorded.
+    for kind in ["| isolate |", "| kill |", "| pause |"] {
+        assert!(
+            summary.contains(kind),
+            "seed {seed}: no {kind} window:\n{summary}"
+        );
+    }
+
+    // The saved history is judged the same way again.
+    let again = dir.path().join("again");
+    let status = Command::new(env!("CARGO_BIN_EXE_tessera-chaos"))
+        .arg("--check")
+        .arg(out.join("history.jsonl"))
+        .arg("--out")
+        .arg(&again)
+        .status()
+        .expect("--check runs");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "--check disagrees:\n{}",
+        show(&again)
+    );
+}
+
+/// The same schedule with clients that send every request to their own node, which forwards
+/// writes it is no replica of. Ignored until the product bug it finds is fixed: a forwarded
+/// write whose first replica does not answer in time (paused, cut off) is retried at the next
+/// replica, and the first applies it later anyway, under a dot of its own, after a
+/// read-modify-write superseded the first copy: the superseded value comes back as a sibling of
+/// the write that superseded it.
+#[test]
+#[ignore = "finds a product bug: forwarded writes retried at a second replica are applied twice (docs/chaos.md)"]
+fn forwarded_writes_are_not_applied_twice() {
+    if !may_run("forwarded_writes_are_not_applied_twice") {
+        return;
+    }
+    let seed = fresh_seed();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = dir.path().join("report");
+    let code = chaos(
+        "127.0.2.101",
+        seed,
+        &[
+            "--nemesis",
+            "isolate,pause",
+            "--duration",
+            "30",
+            "--warmup",
+            "3",
+            "--fault-secs",
+            "8-8",
+            "--gap-secs",
+            "4-5",
+            "--healthy-secs",
+            "6",
+            "--workloads",
+            "register,batch",
+            "--route",
+            "node",
+            "--converge-timeout",
+            "3",
+        ],
+        &out,
+    );
+    assert_eq!(code, 0, "seed {seed}:\n{}", show(&out));
+}
