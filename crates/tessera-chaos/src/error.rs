@@ -27,7 +27,7 @@ pub enum ChaosError {
     Privileges(String),
 
     /// A command (iptables, tc) failed.
-    #[error("`{command}` failed (exit {code:?}): {stderr}")]
+    #[error("`{command}` failed ({}): {stderr}", exit_text(*.code))]
     Command {
         command: String,
         code: Option<i32>,
@@ -52,6 +52,11 @@ pub enum ChaosError {
 
     #[error("plotting: {0}")]
     Plot(String),
+}
+
+fn exit_text(code: Option<i32>) -> String {
+    code.map(|c| format!("exit {c}"))
+        .unwrap_or_else(|| "could not run".into())
 }
 
 impl ChaosError {

@@ -216,6 +216,11 @@ pub struct Fault {
     /// Links cut or degraded, as (from, to) node pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<(String, String)>,
+    /// When, after this fault was healed, every member was alive again, the rings agreed and no
+    /// node held hints (`None`: not before the next fault, or the last fault, whose recovery is
+    /// the run's [`PhaseName::Recovered`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_us: Option<u64>,
 }
 
 /// A moment of the run.

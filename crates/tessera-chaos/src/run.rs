@@ -301,6 +301,17 @@ pub async fn run(mut config: RunConfig) -> Result<RunOutcome, ChaosError> {
     })
 }
 
+/// Recovered: every node reports the same ring and sees every member alive, and no node
+/// holds hints.
+async fn recovered(api: &Api, hosts: &[String], ids: &[String]) -> Result<RingView, String> {
+    let ring = health::settled(api, hosts, ids).await?;
+    let (hints, _) = health::pending(api, hosts).await?;
+    if hints > 0 {
+        return Err(format!("{hints} hints still pending"));
+    }
+    Ok(ring)
+}
+
 /// Phases 2 to 7, between the cluster's start and its stop.
 async fn drive(
     config: &RunConfig,
@@ -506,6 +517,20 @@ async fn drive(
             planned.kind.name(),
             planned.length.as_secs_f64()
         ));
+        let victim = match &planned.action {
+            schedule::Action::Kill { node }
+            | schedule::Action::Pause { node }
+            | schedule::Action::Wipe { node } => Some(*node),
+            _ => None,
+        };
+        if let Some(node) = victim.filter(|&i| !cluster.controllable(i)) {
+            let text = format!(
+                "fault {} ({description}) skipped: no local process of {} to signal",
+                planned.index, specs[node].id
+            );
+            note(&recorder, notes, text);
+            continue;
+        }
         let began = Instant::now();
         if let Err(e) = nemeses.start(cluster, &planned.action).await {
             failure = Some(e);
@@ -528,6 +553,24 @@ async fn drive(
                 .collect(),
             _ => vec![],
         };
+        // How long the cluster takes to recover from this fault: polled until the next fault
+        // is due (the last fault's recovery is the final one, measured after the heal below).
+        let last = planned.index as usize == plan.len();
+        let mut recovered_us = None;
+        if stopped.is_ok() && !last {
+            let next = plan
+                .get(planned.index as usize)
+                .map(|p| start + p.at)
+                .unwrap_or(ended);
+            let budget = next.saturating_duration_since(Instant::now());
+            if let Ok((round, _)) = health::wait_for(budget, Duration::from_millis(500), || {
+                recovered(&api, &hosts, &ids)
+            })
+            .await
+            {
+                recovered_us = Some(recorder.at_us(round));
+            }
+        }
         recorder.record(Event::Fault(Fault {
             id: planned.index,
             kind: planned.kind.name().to_owned(),
@@ -536,6 +579,7 @@ async fn drive(
             description,
             nodes: names(planned.action.nodes(specs.len())),
             links,
+            recovered_us,
         }));
         if let Err(e) = stopped {
             failure = Some(e);
@@ -545,7 +589,9 @@ async fn drive(
             note(&recorder, notes, crash);
         }
     }
-    if failure.is_none() {
+    // The chaos phase ends with the last fault's heal, so that the recovery measured below is
+    // the recovery from that fault; without faults, it lasts its whole length.
+    if failure.is_none() && plan.is_empty() {
         tokio::time::sleep_until((start + config.schedule.chaos).into()).await;
     }
 
@@ -563,18 +609,9 @@ async fn drive(
         return Err(e);
     }
     log("healed; waiting for the recovery (members alive, rings agreed, no hints)");
-    let recovered = health::wait_for(
-        Duration::from_secs(180),
-        Duration::from_millis(500),
-        || async {
-            let ring = health::settled(&api, &hosts, &ids).await?;
-            let (hints, _) = health::pending(&api, &hosts).await?;
-            if hints > 0 {
-                return Err(format!("{hints} hints still pending"));
-            }
-            Ok(ring)
-        },
-    )
+    let recovered = health::wait_for(Duration::from_secs(180), Duration::from_millis(500), || {
+        recovered(&api, &hosts, &ids)
+    })
     .await;
     let healthy_from = match recovered {
         Ok((round, ring)) => {

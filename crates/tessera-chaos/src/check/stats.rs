@@ -50,6 +50,12 @@ pub struct WindowStats {
     /// Latency of the successful operations.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Seconds from the heal of each window until every member was alive, the rings agreed
+    /// and no node held hints: the mean and the longest, over the windows where it was seen.
+    pub recovery_mean_s: Option<f64>,
+    pub recovery_max_s: Option<f64>,
+    /// Windows after whose heal no recovery was seen before the next fault.
+    pub unrecovered: usize,
 }
 
 /// The `p` quantile (0..=1) of sorted values.
@@ -64,6 +70,8 @@ pub fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
 struct Bin {
     label: String,
     intervals: Vec<(u64, u64)>,
+    recoveries: Vec<f64>,
+    unrecovered: usize,
     writes: Tally,
     reads: Tally,
     latencies: Vec<f64>,
@@ -74,6 +82,8 @@ impl Bin {
         Bin {
             label: label.to_owned(),
             intervals: Vec::new(),
+            recoveries: Vec::new(),
+            unrecovered: 0,
             writes: Tally::default(),
             reads: Tally::default(),
             latencies: Vec::new(),
@@ -109,6 +119,10 @@ impl Bin {
             reads: self.reads,
             p50_ms: quantile(&self.latencies, 0.5),
             p99_ms: quantile(&self.latencies, 0.99),
+            recovery_mean_s: (!self.recoveries.is_empty())
+                .then(|| self.recoveries.iter().sum::<f64>() / self.recoveries.len() as f64),
+            recovery_max_s: self.recoveries.iter().copied().reduce(f64::max),
+            unrecovered: self.unrecovered,
         }
     }
 }
@@ -134,12 +148,24 @@ pub fn windows(history: &Indexed) -> Vec<WindowStats> {
         .clamp(heal, end.max(heal));
 
     let mut faults: BTreeMap<String, Bin> = BTreeMap::new();
+    let last_end = history.faults.iter().map(|f| f.end_us).max();
     for fault in &history.faults {
-        faults
+        let bin = faults
             .entry(fault.kind.clone())
-            .or_insert_with(|| Bin::new(&fault.kind))
-            .intervals
-            .push((fault.start_us, fault.end_us));
+            .or_insert_with(|| Bin::new(&fault.kind));
+        bin.intervals.push((fault.start_us, fault.end_us));
+        // The last fault's heal is the run's heal, and its recovery the run's recovery.
+        let recovered = match fault.recovered_us {
+            Some(t) => Some(t),
+            None if Some(fault.end_us) == last_end => history.recovered_at(),
+            None => None,
+        };
+        match recovered {
+            Some(t) => bin
+                .recoveries
+                .push(t.saturating_sub(fault.end_us) as f64 / 1e6),
+            None => bin.unrecovered += 1,
+        }
     }
     let mut quiet = Bin::new("no fault");
     let mut after_heal = Bin::new("after heal");

@@ -277,6 +277,7 @@ impl Builder {
             description: kind.into(),
             nodes: vec!["n2".into()],
             links: vec![],
+            recovered_us: Some(us(end + 1.5)),
         }));
     }
 
@@ -635,6 +636,8 @@ fn availability_is_counted_per_kind_of_window() {
     assert_eq!(isolate.reads.ok, 1);
     assert_eq!(by_label["no fault"].writes.ok, 1);
     assert_eq!(by_label["healthy"].reads.ok, 1);
+    assert_eq!(isolate.recovery_mean_s, Some(1.5));
+    assert_eq!(isolate.unrecovered, 0);
 }
 
 #[test]

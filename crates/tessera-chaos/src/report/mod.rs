@@ -148,15 +148,27 @@ pub fn summary(history: &Indexed, verdict: &Verdict, plot: Option<&str>) -> Stri
     }
 
     let _ = writeln!(out, "## Availability and latency per window\n");
-    let _ = writeln!(out, "An operation counts in the window in force when it started. Availability is the share of operations that succeeded; latency is of the successes.\n");
+    let _ = writeln!(out, "An operation counts in the window in force when it started. Availability is the share of operations that succeeded; latency is of the successes. Recovery is the time from a fault's heal until every member was alive, the rings agreed and no node held hints.\n");
     let _ = writeln!(
         out,
-        "| window | count | seconds | writes | write availability | reads | read availability | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|"
+        "| window | count | seconds | writes | write availability | reads | read availability | p50 ms | p99 ms | recovery after the heal, mean / max |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for w in &verdict.availability {
+        let recovery = match (w.recovery_mean_s, w.recovery_max_s) {
+            (Some(mean), Some(max)) => format!(
+                "{mean:.1} s / {max:.1} s{}",
+                if w.unrecovered > 0 {
+                    format!(" ({} not before the next fault)", w.unrecovered)
+                } else {
+                    String::new()
+                }
+            ),
+            _ if w.unrecovered > 0 => format!("not before the next fault ({})", w.unrecovered),
+            _ => "-".into(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {recovery} |",
             w.label,
             w.windows,
             w.seconds,
