@@ -48,6 +48,8 @@ pub struct LaunchConfig {
     pub first: Ipv4Addr,
     pub port: u16,
     pub nodes: usize,
+    /// Extra environment of every node (`--node-env`), e.g. `TESSERA_FAULT=drop-replication`.
+    pub env: Vec<(String, String)>,
 }
 
 /// The address of node `i` (0-based) of a run whose first node is `first`.
@@ -69,6 +71,7 @@ struct Managed {
     data_dir: PathBuf,
     stdout: PathBuf,
     log: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<tokio::process::Child>,
 }
 
@@ -82,7 +85,7 @@ struct Foreign {
 
 #[derive(Debug)]
 enum Process {
-    Managed(Managed),
+    Managed(Box<Managed>),
     Foreign(Foreign),
 }
 
@@ -140,6 +143,7 @@ impl Managed {
         if let Some(seed) = seed {
             command.args(["--seed", seed]);
         }
+        command.envs(self.env.iter().cloned());
         command
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -284,11 +288,12 @@ impl Cluster {
                 data_dir: config.dir.join(&spec.id),
                 stdout: config.dir.join(format!("{}.out", spec.id)),
                 log: config.dir.join(format!("{}.log", spec.id)),
+                env: config.env.clone(),
                 child: None,
             };
             nodes.push(Node {
                 spec,
-                process: Process::Managed(managed),
+                process: Process::Managed(Box::new(managed)),
                 paused: false,
             });
         }

@@ -150,6 +150,11 @@ struct Args {
     #[arg(long, default_value = "node")]
     route: String,
 
+    /// Environment for every node started (KEY=VALUE, repeatable), e.g.
+    /// TESSERA_FAULT=drop-replication with a build that has the fault-injection feature.
+    #[arg(long, value_name = "KEY=VALUE")]
+    node_env: Vec<String>,
+
     /// Keep the nodes' data dirs (they are deleted after a run; logs are always kept).
     #[arg(long)]
     keep_data: bool,
@@ -337,6 +342,15 @@ fn config(args: Args) -> anyhow::Result<RunConfig> {
         converge_timeout: Duration::from_secs(converge_timeout),
         converge_within: args.converge_within,
         keep_data: args.keep_data,
+        node_env: args
+            .node_env
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .with_context(|| format!("--node-env {kv:?} is not KEY=VALUE"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
         route: Route::parse(&args.route)
             .with_context(|| format!("--route {:?}: node or replica", args.route))?,
         command: replay_command(seed),

@@ -74,6 +74,8 @@ pub struct RunConfig {
     pub converge_within: Option<u64>,
     pub keep_data: bool,
     pub route: workload::Route,
+    /// Extra environment of every node the harness starts.
+    pub node_env: Vec<(String, String)>,
     /// The command that replays this run.
     pub command: String,
 }
@@ -144,6 +146,9 @@ pub async fn run(mut config: RunConfig) -> Result<RunOutcome, ChaosError> {
     let mut notes: Vec<String> = Vec::new();
     let read_quorum = level_count(&config.read_level, config.replication)?;
     let write_quorum = level_count(&config.write_level, config.replication)?;
+    for (k, v) in &config.node_env {
+        notes.push(format!("the nodes ran with {k}={v}"));
+    }
     if read_quorum + write_quorum <= config.replication {
         notes.push(format!(
             "R+W = {} is not above N = {}: reads are not judged for staleness",
@@ -236,6 +241,7 @@ pub async fn run(mut config: RunConfig) -> Result<RunOutcome, ChaosError> {
                 first: config.base_ip,
                 port: config.port,
                 nodes: specs.len(),
+                env: config.node_env.clone(),
             })
             .await?
         }

@@ -9,6 +9,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+
+/// One chaos run at a time: two 5-node clusters at once on a 2-core machine would only measure
+/// the machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serialised() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The `tessera` binary: `TESSERA_BIN`, else next to this test's target dir (`cargo build --bin
 /// tessera` puts it there).
@@ -87,6 +98,7 @@ fn a_short_schedule_finds_no_violation() {
     if !may_run("a_short_schedule_finds_no_violation") {
         return;
     }
+    let _one = serialised();
     let seed = fresh_seed();
     let dir = tempfile::tempdir().expect("a temp dir");
     let out = dir.path().join("report");
@@ -178,6 +190,7 @@ fn forwarded_writes_are_not_applied_twice() {
     if !may_run("forwarded_writes_are_not_applied_twice") {
         return;
     }
+    let _one = serialised();
     let seed = fresh_seed();
     let dir = tempfile::tempdir().expect("a temp dir");
     let out = dir.path().join("report");
@@ -207,4 +220,93 @@ fn forwarded_writes_are_not_applied_twice() {
         &out,
     );
     assert_eq!(code, 0, "seed {seed}:\n{}", show(&out));
+}
+
+/// A build with the `fault-injection` feature: `TESSERA_FAULT_BIN`, else `TESSERA_BIN` (or the
+/// binary beside this test) when it was built with the feature (`make test` may build the test
+/// binary with it: the feature does nothing unless `TESSERA_FAULT` is set).
+fn fault_bin() -> PathBuf {
+    std::env::var_os("TESSERA_FAULT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(tessera_bin)
+}
+
+/// Breaks the system on purpose and checks that the harness says so: with
+/// `TESSERA_FAULT=drop-replication`, a coordinator acknowledges a write on its own copy alone,
+/// so wiping a node's data dir loses the writes it coordinated. The run must exit 1 and report
+/// lost adds.
+#[test]
+fn a_build_that_drops_replication_is_caught_losing_writes() {
+    if !may_run("a_build_that_drops_replication_is_caught_losing_writes") {
+        return;
+    }
+    let _one = serialised();
+    let seed = fresh_seed();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = dir.path().join("report");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera-chaos"));
+    command
+        .arg("--bin")
+        .arg(fault_bin())
+        .args([
+            "--base-ip",
+            "127.0.3.101",
+            "--seed",
+            &seed.to_string(),
+            "--nodes",
+            "5",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--node-env",
+            "TESSERA_FAULT=drop-replication",
+            "--nemesis",
+            "wipe",
+            "--duration",
+            "20",
+            "--warmup",
+            "10",
+            "--fault-secs",
+            "4-4",
+            "--healthy-secs",
+            "3",
+            "--workloads",
+            "set",
+            "--clients",
+            "10",
+            "--rate",
+            "100",
+            "--converge-timeout",
+            "1",
+            "--keep-data",
+        ]);
+    eprintln!("running {command:?}");
+    let code = command.status().expect("tessera-chaos runs").code();
+    let summary = show(&out);
+    let log = std::fs::read_to_string(out.join("nodes/n1.log")).unwrap_or_default();
+    if !log.contains("fault injection") {
+        let message = format!(
+            "{} was not built with the fault-injection feature (its log does not say `fault injection`): \
+             build one with `cargo build --bin tessera --features tessera/fault-injection` and point \
+             TESSERA_FAULT_BIN (or TESSERA_BIN) at it",
+            fault_bin().display()
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}");
+        }
+        eprintln!("\n**********\nSKIPPED: {message}\n**********\n");
+        return;
+    }
+    assert_eq!(
+        code,
+        Some(1),
+        "seed {seed}: the broken build was not caught:\n{summary}"
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("verdict.json")).expect("verdict.json"))
+            .expect("verdict.json is JSON");
+    let lost = verdict["counts"]["set"]["lost"].as_u64().unwrap_or(0);
+    assert!(lost > 0, "seed {seed}: no lost add reported:\n{summary}");
+    assert!(summary.contains("lost add"), "{summary}");
 }
