@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 use tessera_tests::resp::{parse_row, val, RowCell, Version};
-use tessera_tests::{Client, Opts, TestNode};
+use tessera_tests::{Client, NodeOptions, Opts, TestNode};
 
 async fn node_with_table(table: &str) -> (TestNode, Client) {
     let node = TestNode::start_default();
@@ -146,7 +146,14 @@ async fn batch_of_sets_and_deletes() {
 
 #[tokio::test]
 async fn batches_are_all_or_nothing() {
-    let (_node, c) = node_with_table("t").await;
+    // The 10,000-cell batch below is committed under the request deadline, and an unoptimised
+    // build on a busy machine can take longer than the default 2 s for it.
+    let node = TestNode::start(NodeOptions {
+        request_timeout_ms: Some(30_000),
+        ..NodeOptions::default()
+    });
+    let c = node.client();
+    c.create_table_n("t", 1).await.expect(201);
     c.put_ok("t", "k", "keep", "v1").await;
     let long_column = "x".repeat(65_536);
 

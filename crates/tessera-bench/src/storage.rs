@@ -25,8 +25,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tessera_ring::{token_of, PartitionScheme};
 use tessera_storage::{
-    cell_key, CellStore, CellWrite, ColumnFamily, Engine, RocksEngine, RocksOptions, RowKey,
-    StorageError, StoreOptions, WriteBatch,
+    cell_key, CellStore, CellWrite, ColumnFamily, Engine, EngineRead, RocksEngine, RocksOptions,
+    RowKey, StorageError, StoreOptions, WriteBatch,
 };
 
 use crate::error::BenchError;
@@ -91,7 +91,7 @@ pub fn run(args: &StorageArgs) -> Result<Vec<Summary>, BenchError> {
                 source,
             })?,
         );
-    let store = CellStore::new(engine.clone(), StoreOptions::new(ACTOR));
+    let store = CellStore::<RocksEngine>::new(engine.clone(), StoreOptions::new(ACTOR));
 
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(args.seed).fill_bytes(&mut value);

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use tessera_storage::cell::approx_cell_bytes;
 use tessera_storage::{Cell, RowPage};
 
 use crate::transport::NodeId;
@@ -29,11 +30,18 @@ pub trait ReadAnswer: Clone {
     /// of `answers`, what it must merge to catch up. Up-to-date replicas are
     /// left out.
     fn repairs(answers: &[(NodeId, Self)]) -> Vec<(NodeId, Self::Repair)>;
+
+    /// About how many bytes the answer holds (columns and values), for budgets.
+    fn approx_bytes(&self) -> usize;
 }
 
 /// One cell; `None` is "not stored here".
 impl ReadAnswer for Option<Cell> {
     type Repair = Cell;
+
+    fn approx_bytes(&self) -> usize {
+        self.as_ref().map_or(0, approx_cell_bytes)
+    }
 
     fn merge(answers: &[&Self]) -> Self {
         let mut cells = answers.iter().filter_map(|a| a.as_ref());
@@ -111,6 +119,13 @@ fn sync_columns<'a>(
 /// to any limit: that is the coordinator's job.
 impl ReadAnswer for RowPage {
     type Repair = Vec<(Vec<u8>, Cell)>;
+
+    fn approx_bytes(&self) -> usize {
+        self.cells
+            .iter()
+            .map(|(column, cell)| column.len() + approx_cell_bytes(cell))
+            .sum()
+    }
 
     fn merge(answers: &[&Self]) -> Self {
         let bound = answers

@@ -10,21 +10,25 @@
 //! with one extra task wakeup. With fsync this is classic group commit: one fsync per batch, not
 //! per write.
 //!
-//! The committer is part of the request path, not a background job: it starts with the first
-//! write, runs storage calls the way its [`StorageRunner`] says (except that with
-//! [`StorageRunner::InPlace`] it applies its batches on its own worker, without
-//! `block_in_place`: see `commit`), and ends when the writer is
-//! dropped, after the queue is drained. The queue is bounded, so a stalled disk pushes back on
-//! requests instead of growing memory. With [`StorageRunner::Inline`] (seeded simulations) there
-//! is no task: each write is applied on the spot, so runs stay deterministic.
+//! The committer is a [`Worker`] (`group-commit`) started with the writer
+//! ([`RowWriter::start`]) in the runner's storage group, so it stops after every job that writes
+//! through it, applying what is still queued before the node closes storage. It runs storage
+//! calls the way its [`StorageRunner`] says (except that with [`StorageRunner::InPlace`] it
+//! applies its batches on its own task, without `block_in_place`: see `Committer::apply`). The
+//! queue is bounded, so a stalled disk pushes back on requests instead of growing memory, and
+//! callers wait under their own deadlines. [`RowWriter::inline`] (seeded simulations) has no
+//! committer: each write is applied on the spot, so runs stay deterministic.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tessera_storage::cell::approx_cell_bytes;
 use tessera_storage::{
     Cell, CellStore, CellWrite, Engine, MergeOutcome, RowKey, RowOp, RowOutcome, StorageError,
+};
+use tessera_worker::{
+    Group, Runner, RunnerError, Step, StepContext, Worker, WorkerError, WorkerOptions, WorkerStatus,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -101,16 +105,15 @@ pub struct CommitStats {
 /// Where a node's row writes and merges go: queued and group-committed.
 pub struct RowWriter<E: Engine> {
     store: Arc<CellStore<E>>,
-    runner: StorageRunner,
-    queue: OnceLock<mpsc::Sender<Job>>,
+    /// `None` for an inline writer.
+    queue: Option<mpsc::Sender<Job>>,
     stats: Arc<CommitStats>,
 }
 
 impl<E: Engine> std::fmt::Debug for RowWriter<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RowWriter")
-            .field("runner", &self.runner)
-            .field("started", &self.queue.get().is_some())
+            .field("inline", &self.queue.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -118,29 +121,60 @@ impl<E: Engine> std::fmt::Debug for RowWriter<E> {
 fn stopped() -> StorageError {
     StorageError::Engine {
         op: "group commit",
-        message: "the commit task stopped before applying the write".to_owned(),
+        message: "the committer stopped before applying the write (the node is stopping)"
+            .to_owned(),
     }
 }
 
+/// The worker's name.
+pub const COMMITTER: &str = "group-commit";
+
 impl<E: Engine> RowWriter<E> {
-    /// A writer to `store`, running storage calls with `runner`.
-    pub fn new(store: Arc<CellStore<E>>, runner: StorageRunner) -> Self {
-        Self {
-            store,
-            runner,
-            queue: OnceLock::new(),
-            stats: Arc::new(CommitStats::default()),
+    /// A writer to `store` whose committer runs on `workers` as [`COMMITTER`], in the storage
+    /// group, running storage calls with `runner`. With [`StorageRunner::Inline`] it is
+    /// [`RowWriter::inline`] and starts nothing.
+    pub fn start(
+        store: Arc<CellStore<E>>,
+        runner: StorageRunner,
+        workers: &Runner,
+    ) -> Result<Arc<Self>, RunnerError> {
+        if runner == StorageRunner::Inline {
+            return Ok(Self::inline(store));
         }
+        let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(CommitStats::default());
+        workers.spawn_with(
+            Committer {
+                store: store.clone(),
+                runner,
+                queue: jobs,
+                stats: stats.clone(),
+                waiting: None,
+                closed: false,
+            },
+            WorkerOptions::in_group(Group::Storage),
+        )?;
+        Ok(Arc::new(Self {
+            store,
+            queue: Some(queue),
+            stats,
+        }))
+    }
+
+    /// A writer that applies each write on the spot, on the caller's task: for seeded
+    /// simulations over the in-memory engine, where a committer task would make runs
+    /// unrepeatable.
+    pub fn inline(store: Arc<CellStore<E>>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            queue: None,
+            stats: Arc::new(CommitStats::default()),
+        })
     }
 
     /// The store written to.
     pub fn store(&self) -> &Arc<CellStore<E>> {
         &self.store
-    }
-
-    /// How storage calls are run.
-    pub fn runner(&self) -> StorageRunner {
-        self.runner
     }
 
     /// Batches and writes committed so far.
@@ -176,22 +210,11 @@ impl<E: Engine> RowWriter<E> {
     }
 
     async fn submit(&self, op: QueuedOp) -> Result<RowOutcome, StorageError> {
-        if self.runner == StorageRunner::Inline {
+        let Some(queue) = &self.queue else {
             return apply_guarded(&self.store, std::slice::from_ref(&op.view()))
                 .pop()
                 .unwrap_or_else(|| Err(stopped()));
-        }
-        // Started here rather than in `new`, which may run outside the runtime.
-        let queue = self.queue.get_or_init(|| {
-            let (queue, jobs) = mpsc::channel(QUEUE_CAPACITY);
-            tokio::spawn(commit(
-                self.store.clone(),
-                self.runner,
-                jobs,
-                self.stats.clone(),
-            ));
-            queue
-        });
+        };
         let (reply, answer) = oneshot::channel();
         queue.send(Job { op, reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -228,23 +251,24 @@ fn apply_jobs<E: Engine>(
 }
 
 /// The committer: takes what is queued, applies it as one batch, answers, repeats.
-async fn commit<E: Engine>(
+struct Committer<E: Engine> {
     store: Arc<CellStore<E>>,
     runner: StorageRunner,
-    mut queue: mpsc::Receiver<Job>,
+    queue: mpsc::Receiver<Job>,
     stats: Arc<CommitStats>,
-) {
-    while let Some(first) = queue.recv().await {
-        if queue.is_empty() {
-            // Let the tasks already woken (other requests, the merges of one stream read) queue
-            // their writes first: under load they then share this batch; idle, this costs one
-            // pass of the scheduler.
-            tokio::task::yield_now().await;
-        }
+    /// The job that ended the last wait, first of the next batch.
+    waiting: Option<Job>,
+    /// Every writer is gone: nothing more can come.
+    closed: bool,
+}
+
+impl<E: Engine> Committer<E> {
+    /// The next batch: `first` and whatever else is queued, within the batch bounds.
+    fn batch(&mut self, first: Job) -> Vec<Job> {
         let mut bytes = first.op.approx_bytes();
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
+            match self.queue.try_recv() {
                 Ok(job) => {
                     bytes += job.op.approx_bytes();
                     jobs.push(job);
@@ -252,30 +276,101 @@ async fn commit<E: Engine>(
                 Err(_) => break,
             }
         }
-        let applied = match runner {
+        jobs
+    }
+
+    /// Applies `jobs` as one engine batch and answers each caller.
+    async fn apply(&self, jobs: Vec<Job>) {
+        let applied = match self.runner {
             // Without fsync a batch is some tens of microseconds of CPU, less than what
             // `block_in_place` costs to hand this worker's other tasks to another thread, which
             // it did for every batch: applying here took a fifth off a node's CPU per write
             // (docs/performance.md). What it gives up: while RocksDB stalls writes (compaction
             // far behind), this worker thread waits with the committer, where `block_in_place`
             // would have lent it out. The other workers steal its queued tasks meanwhile, and
-            // every write waits on the committer anyway.
-            StorageRunner::InPlace => Ok(apply_jobs(&store, jobs)),
+            // every write waits on the committer anyway (under its request's deadline).
+            StorageRunner::InPlace => Ok(apply_jobs(&self.store, jobs)),
             // Fsynced batches wait on the disk for milliseconds: never on a worker.
             _ => {
-                let store = store.clone();
-                runner.run(move || Ok(apply_jobs(&store, jobs))).await
+                let store = self.store.clone();
+                self.runner.run(move || Ok(apply_jobs(&store, jobs))).await
             }
         };
         // If the storage call itself failed (the pool is gone), the jobs were dropped with it
         // and each caller learns from its closed reply channel.
         if let Ok((jobs, results)) = applied {
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .ops
+                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
             for (job, result) in jobs.into_iter().zip(results) {
                 // A caller that gave up (its request timed out) no longer listens.
                 let _ = job.reply.send(result);
             }
+        }
+    }
+}
+
+impl<E: Engine> Worker for Committer<E> {
+    fn name(&self) -> String {
+        COMMITTER.to_owned()
+    }
+
+    fn status(&self) -> WorkerStatus {
+        WorkerStatus {
+            queued: Some(self.queue.len() as u64),
+            ..WorkerStatus::default()
+        }
+        .counter("batches", self.stats.batches.load(Ordering::Relaxed))
+        .counter("writes", self.stats.ops.load(Ordering::Relaxed))
+    }
+
+    async fn step(&mut self, _ctx: &StepContext) -> Result<Step, WorkerError> {
+        let first = match self.waiting.take() {
+            Some(job) => job,
+            None => match self.queue.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) => return Ok(Step::Idle),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(Step::Done),
+            },
+        };
+        let jobs = self.batch(first);
+        let units = jobs.len() as u64;
+        self.apply(jobs).await;
+        Ok(Step::Busy { units })
+    }
+
+    async fn wait_for_work(&mut self) {
+        if self.closed {
+            return std::future::pending().await;
+        }
+        match self.queue.recv().await {
+            Some(job) => {
+                if self.queue.is_empty() {
+                    // Let the tasks already woken (other requests, the merges of one stream
+                    // read) queue their writes first: under load they then share this batch;
+                    // idle, this costs one pass of the scheduler.
+                    tokio::task::yield_now().await;
+                }
+                self.waiting = Some(job);
+            }
+            None => self.closed = true,
+        }
+    }
+
+    /// Refuses new writes, then applies everything already queued.
+    async fn finish(&mut self) {
+        self.queue.close();
+        loop {
+            let first = match self.waiting.take() {
+                Some(job) => job,
+                None => match self.queue.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let jobs = self.batch(first);
+            self.apply(jobs).await;
         }
     }
 }
@@ -285,9 +380,17 @@ mod tests {
     use super::*;
     use tessera_storage::{Context, MemoryEngine, StoreOptions};
 
-    fn writer(runner: StorageRunner) -> Arc<RowWriter<MemoryEngine>> {
-        let store = Arc::new(CellStore::new(MemoryEngine::new(), StoreOptions::new(1)));
-        Arc::new(RowWriter::new(store, runner))
+    fn store() -> Arc<CellStore<MemoryEngine>> {
+        Arc::new(CellStore::new(MemoryEngine::new(), StoreOptions::new(1)))
+    }
+
+    /// A writer, and the runner its committer runs on (dropping it stops the committer).
+    fn writer(runner: StorageRunner) -> (Arc<RowWriter<MemoryEngine>>, Runner) {
+        let workers = Runner::new();
+        (
+            RowWriter::start(store(), runner, &workers).unwrap(),
+            workers,
+        )
     }
 
     fn blind(value: &str) -> Vec<CellWrite> {
@@ -305,7 +408,7 @@ mod tests {
             StorageRunner::Blocking,
             StorageRunner::PointReadsInline,
         ] {
-            let writer = writer(runner);
+            let (writer, _workers) = writer(runner);
             let mut tasks = Vec::new();
             for i in 0..500u32 {
                 let writer = writer.clone();
@@ -338,10 +441,10 @@ mod tests {
 
     #[tokio::test]
     async fn inline_writes_apply_on_the_spot_and_merges_report_changes() {
-        let writer = writer(StorageRunner::Inline);
+        let writer = RowWriter::inline(store());
         let row = RowKey::new(1, 0, 1, b"r".to_vec());
         let cells = writer.write_row(row.clone(), blind("v"), 1).await.unwrap();
-        assert!(writer.queue.get().is_none());
+        assert!(writer.queue.is_none());
         let again = writer.merge_row(row.clone(), cells.clone()).await.unwrap();
         assert!(!again[0].changed);
         let other = Cell::new().write(
@@ -360,7 +463,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bad_write_fails_alone() {
-        let writer = writer(StorageRunner::InPlace);
+        let (writer, _workers) = writer(StorageRunner::InPlace);
         let good = RowKey::new(1, 0, 1, b"good".to_vec());
         let bad = RowKey::new(1, 0, 1, vec![b'k'; tessera_storage::MAX_KEY_LEN + 1]);
         let (a, b) = tokio::join!(

@@ -17,37 +17,41 @@
 //!   off exponentially with full jitter (a random wait between 0 and
 //!   `base * 2^(failures - 1)`, capped), so a flapping node is not hammered
 //!   and several stand-ins do not retry in lockstep.
-//! - **Throttle:** at most `max_hints_per_second` hints leave this node, so
-//!   a node coming back after hours of hints is not flooded while it also
-//!   serves clients.
+//! - **Throttle:** the worker's rate limit (hints per second, set from
+//!   `hints.delivery_per_second` and changeable while it runs), so a node
+//!   coming back after hours of hints is not flooded while it also serves
+//!   clients.
 //! - **Expiry:** hints older than `hint_window` (3 h by default, as in
 //!   Cassandra) are deleted, counted and logged with `warn!`: the writes they
 //!   carried must then be repaired by read repair or anti-entropy. A node
 //!   down that long is better rebuilt than replayed.
 //!
-//! The loop is the crate's background-task shape: [`HintDelivery::run`]
-//! until a `watch` channel turns true, with a [`HandoffStatus`] snapshot for
-//! the API and metrics. One round can also be run by hand
-//! ([`HintDelivery::run_once`]), which is what deterministic tests do.
+//! It runs as the worker `hint-delivery` ([`HintDeliveryWorker`]): each step
+//! either starts a round (expiry, the list of targets) or delivers one batch
+//! to one target, so pausing, throttling and stopping take effect between
+//! batches; [`HandoffStatus`] is its snapshot for the API and metrics. One
+//! round can also be run by hand ([`HintDelivery::run_once`]), which is what
+//! deterministic tests do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_storage::cell::approx_cell_bytes;
-use tessera_storage::{CellStore, Engine, Hint, HintKey, HintTargetStats};
-use tokio::sync::{watch, Notify};
+use tessera_storage::{Engine, Hint, HintKey, HintStore, HintTargetStats};
+use tessera_worker::{Step, StepContext, Worker, WorkerError, WorkerStatus};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::call::unexpected;
 use crate::clock::{system_clock, Clock};
 use crate::exec::StorageRunner;
 use crate::membership::MembershipView;
 use crate::messages::{Request, Response};
 use crate::transport::{NodeId, Transport};
-use crate::write::unexpected;
 
 /// Tuning of hint delivery. `Default` is what a node runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,8 +63,6 @@ pub struct HandoffConfig {
     /// About the most payload bytes (keys, columns, values) per batch; a
     /// single larger hint still goes, alone.
     pub batch_bytes: usize,
-    /// Most hints sent per second, over every target (0: unthrottled).
-    pub max_hints_per_second: u32,
     /// Hints older than this are deleted undelivered.
     pub hint_window: Duration,
     /// The first backoff ceiling after a failed delivery.
@@ -81,7 +83,6 @@ impl Default for HandoffConfig {
             tick: Duration::from_secs(1),
             batch_hints: 64,
             batch_bytes: 1 << 20,
-            max_hints_per_second: 5_000,
             hint_window: Duration::from_secs(3 * 60 * 60),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
@@ -185,22 +186,45 @@ struct State {
     expired: u64,
     last_error: Option<String>,
     running: bool,
-    /// When the throttle lets the next hints go.
-    next_send: Option<Instant>,
+    /// The round under way.
+    round: Option<Round>,
+    /// When the next round starts (`None`: now).
+    next_round: Option<Instant>,
 }
 
 /// Why a target's delivery stopped early.
 enum Stop {
-    /// Shutdown was requested.
-    Shutdown,
     /// A `Merge` (or a storage call) failed; `hints` were not delivered.
     Failed { hints: u64, reason: String },
+}
+
+/// A round under way: the targets still to deliver to, the first one current.
+#[derive(Debug, Default)]
+struct Round {
+    targets: VecDeque<NodeId>,
+    delivered_to_current: u64,
+    report: RoundReport,
+}
+
+impl Round {
+    fn next_target(&mut self) {
+        self.targets.pop_front();
+        self.delivered_to_current = 0;
+    }
+}
+
+/// What [`HintDelivery::step`] did.
+enum Stepped {
+    /// Delivered this many hints (0 for a step that started a round or finished a target).
+    Delivered(u64),
+    /// Finished the round.
+    RoundDone(RoundReport),
 }
 
 /// Delivers this node's hints to their targets; see the module docs.
 pub struct HintDelivery<T, M, E: Engine> {
     local: NodeId,
-    store: Arc<CellStore<E>>,
+    hints: Arc<HintStore<E>>,
     transport: T,
     membership: M,
     config: HandoffConfig,
@@ -228,23 +252,11 @@ fn payload_bytes(hint: &Hint) -> usize {
             .sum::<usize>()
 }
 
-/// Resolves when `shutdown` turns true or its sender is gone; never otherwise.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    loop {
-        if *shutdown.borrow_and_update() {
-            return;
-        }
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
-    /// Delivery of the hints in `store`, on node `local`, with the system clock.
+    /// Delivery of the hints in `hints`, on node `local`, with the system clock.
     pub fn new(
         local: impl Into<NodeId>,
-        store: Arc<CellStore<E>>,
+        hints: Arc<HintStore<E>>,
         transport: T,
         membership: M,
         config: HandoffConfig,
@@ -255,7 +267,7 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         };
         Self {
             local: local.into(),
-            store,
+            hints,
             transport,
             membership,
             config,
@@ -269,7 +281,8 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
                 expired: 0,
                 last_error: None,
                 running: false,
-                next_send: None,
+                round: None,
+                next_round: None,
             }),
             nudge: Notify::new(),
         }
@@ -337,66 +350,96 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
                 t.backoff = Duration::ZERO;
                 t.retry_at = None;
             }
+            state.next_round = None;
         }
         debug!(node = %self.local, target, "hint delivery nudged");
         self.nudge.notify_one();
     }
 
-    /// Runs rounds every `tick` (or when nudged) until `shutdown` turns true
-    /// or its sender is dropped. Stops between batches, never mid-`Merge`
-    /// bookkeeping: a hint is deleted only after its `Merge` was acknowledged.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
-        self.state().running = true;
-        info!(node = %self.local, tick_ms = self.config.tick.as_millis() as u64, "hint delivery started");
+    /// One round now, to its end: expire, then deliver to every eligible target until each has
+    /// nothing left or fails (what deterministic tests run instead of the worker).
+    pub async fn run_once(&self) -> RoundReport {
+        self.state().next_round = None;
         loop {
-            if *shutdown.borrow_and_update() {
-                break;
-            }
-            self.round(&shutdown).await;
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.tick) => {}
-                _ = self.nudge.notified() => {}
-                _ = stopped(&mut shutdown) => break,
+            if let Stepped::RoundDone(report) = self.step().await {
+                return report;
             }
         }
-        self.state().running = false;
-        info!(node = %self.local, "hint delivery stopped");
-    }
-
-    /// One round now: expire, then deliver to every eligible target.
-    pub async fn run_once(&self) -> RoundReport {
-        // A sender that stays alive and never says stop.
-        let (_keep, shutdown) = watch::channel(false);
-        self.round(&shutdown).await
     }
 
     fn record_error(&self, error: String) {
         self.state().last_error = Some(error);
     }
 
-    async fn round(&self, shutdown: &watch::Receiver<bool>) -> RoundReport {
-        let mut report = RoundReport {
-            expired: self.expire().await,
-            ..RoundReport::default()
+    /// Whether a round is under way or due (its tick passed, or a target was nudged).
+    fn has_work(&self) -> bool {
+        let state = self.state();
+        state.round.is_some() || state.next_round.is_none_or(|at| at <= Instant::now())
+    }
+
+    /// One bounded piece of delivery: starts a round if none is under way (expiry, the list of
+    /// targets), or delivers one batch to the round's current target.
+    async fn step(&self) -> Stepped {
+        let round = self.state().round.take();
+        let Some(mut round) = round else {
+            let round = self.begin_round().await;
+            self.state().round = Some(round);
+            return Stepped::Delivered(0);
         };
-        let store = self.store.clone();
-        let targets = match self.config.storage.run(move || store.hint_targets()).await {
+        let Some(target) = round.targets.front().cloned() else {
+            let report = round.report;
+            let mut state = self.state();
+            state.rounds += 1;
+            state.next_round = Some(Instant::now() + self.config.tick);
+            return Stepped::RoundDone(report);
+        };
+        if round.delivered_to_current == 0 {
+            info!(node = %self.local, %target, "delivering hints");
+        }
+        let outcome = self.deliver_batch(&target).await;
+        let delivered = *outcome.as_ref().unwrap_or(&0);
+        round.report.delivered += delivered;
+        round.delivered_to_current += delivered;
+        match outcome {
+            Ok(0) => {
+                self.target_done(&target, round.delivered_to_current);
+                round.next_target();
+            }
+            Ok(_) => {}
+            Err(Stop::Failed { hints, reason }) => {
+                round.report.failed += hints;
+                self.target_failed(&target, round.delivered_to_current, hints, reason);
+                round.next_target();
+            }
+        }
+        self.state().round = Some(round);
+        Stepped::Delivered(delivered)
+    }
+
+    /// Expires old hints and lists the targets to deliver to this round.
+    async fn begin_round(&self) -> Round {
+        let mut round = Round {
+            report: RoundReport {
+                expired: self.expire().await,
+                ..RoundReport::default()
+            },
+            ..Round::default()
+        };
+        let hints = self.hints.clone();
+        let targets = match self.config.storage.run(move || hints.targets()).await {
             Ok(targets) => targets,
             Err(error) => {
                 warn!(node = %self.local, %error, "could not list hint targets");
                 self.record_error(format!("listing hint targets: {error}"));
-                self.state().rounds += 1;
-                return report;
+                return round;
             }
         };
         self.refresh_pending(&targets);
+        let now = Instant::now();
         for stats in targets {
-            if *shutdown.borrow() {
-                break;
-            }
             let target = stats.target;
             if !self.membership.is_alive(&target) {
-                report.skipped_down += 1;
+                round.report.skipped_down += 1;
                 continue;
             }
             let backing_off = self
@@ -404,24 +447,63 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
                 .targets
                 .get(&target)
                 .and_then(|t| t.retry_at)
-                .is_some_and(|at| at > Instant::now());
+                .is_some_and(|at| at > now);
             if backing_off {
-                report.skipped_backoff += 1;
+                round.report.skipped_backoff += 1;
                 continue;
             }
-            let (delivered, failed) = self.deliver(&target, stats.count, shutdown).await;
-            report.delivered += delivered;
-            report.failed += failed;
+            round.targets.push_back(target);
         }
-        self.state().rounds += 1;
-        report
+        round
+    }
+
+    fn target_done(&self, target: &NodeId, delivered: u64) {
+        let mut state = self.state();
+        let t = state.targets.entry(target.clone()).or_default();
+        t.consecutive_failures = 0;
+        t.backoff = Duration::ZERO;
+        t.retry_at = None;
+        if delivered > 0 {
+            info!(node = %self.local, %target, delivered, "hints delivered");
+        }
+    }
+
+    /// Backs `target` off after a failed delivery of `hints` hints.
+    fn target_failed(&self, target: &NodeId, delivered: u64, hints: u64, reason: String) {
+        let mut state = self.state();
+        let failures = state
+            .targets
+            .get(target)
+            .map_or(0, |t| t.consecutive_failures)
+            .saturating_add(1);
+        let ceiling = backoff_ceiling(self.config.backoff_base, self.config.backoff_cap, failures);
+        let ceiling_ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        let wait = Duration::from_nanos(state.rng.random_range(0..=ceiling_ns));
+        let error = format!("delivering to {target}: {reason}");
+        state.last_error = Some(error.clone());
+        state.failed += hints;
+        let t = state.targets.entry(target.clone()).or_default();
+        t.consecutive_failures = failures;
+        t.backoff = ceiling;
+        t.retry_at = Some(Instant::now() + wait);
+        t.last_error = Some(error);
+        t.failed += hints;
+        info!(
+            node = %self.local,
+            %target,
+            delivered,
+            failures,
+            retry_in_ms = wait.as_millis() as u64,
+            %reason,
+            "hint delivery failed; backing off"
+        );
     }
 
     /// Deletes expired hints; returns how many.
     async fn expire(&self) -> u64 {
         let now_ms = (self.clock)();
         let window_ms = u64::try_from(self.config.hint_window.as_millis()).unwrap_or(u64::MAX);
-        let store = self.store.clone();
+        let store = self.hints.clone();
         let purged = match self
             .config
             .storage
@@ -474,87 +556,15 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         }
     }
 
-    /// Delivers `target`'s hints until none are left, one fails, or shutdown.
-    /// Returns (delivered, failed).
-    async fn deliver(
-        &self,
-        target: &NodeId,
-        pending: u64,
-        shutdown: &watch::Receiver<bool>,
-    ) -> (u64, u64) {
-        info!(node = %self.local, %target, pending, "delivering hints");
-        let mut delivered = 0;
-        let stop = loop {
-            if *shutdown.borrow() {
-                break Some(Stop::Shutdown);
-            }
-            match self.deliver_batch(target, shutdown).await {
-                Ok(0) => break None,
-                Ok(n) => delivered += n,
-                Err(stop) => break Some(stop),
-            }
-        };
-        let mut state = self.state();
-        let failed = match stop {
-            None => {
-                let t = state.targets.entry(target.clone()).or_default();
-                t.consecutive_failures = 0;
-                t.backoff = Duration::ZERO;
-                t.retry_at = None;
-                info!(node = %self.local, %target, delivered, "hints delivered");
-                0
-            }
-            Some(Stop::Shutdown) => {
-                info!(node = %self.local, %target, delivered, "hint delivery interrupted by shutdown");
-                0
-            }
-            Some(Stop::Failed { hints, reason }) => {
-                let failures = state
-                    .targets
-                    .get(target)
-                    .map_or(0, |t| t.consecutive_failures)
-                    .saturating_add(1);
-                let ceiling =
-                    backoff_ceiling(self.config.backoff_base, self.config.backoff_cap, failures);
-                let ceiling_ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-                let wait = Duration::from_nanos(state.rng.random_range(0..=ceiling_ns));
-                let error = format!("delivering to {target}: {reason}");
-                state.last_error = Some(error.clone());
-                state.failed += hints;
-                let t = state.targets.entry(target.clone()).or_default();
-                t.consecutive_failures = failures;
-                t.backoff = ceiling;
-                t.retry_at = Some(Instant::now() + wait);
-                t.last_error = Some(error);
-                t.failed += hints;
-                info!(
-                    node = %self.local,
-                    %target,
-                    delivered,
-                    failures,
-                    retry_in_ms = wait.as_millis() as u64,
-                    %reason,
-                    "hint delivery failed; backing off"
-                );
-                hints
-            }
-        };
-        (delivered, failed)
-    }
-
     /// Reads one batch, sends it as `Merge`s in order, and deletes what was
     /// acknowledged. Returns how many hints were delivered (0: none left).
-    async fn deliver_batch(
-        &self,
-        target: &NodeId,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<u64, Stop> {
-        let store = self.store.clone();
+    async fn deliver_batch(&self, target: &NodeId) -> Result<u64, Stop> {
+        let store = self.hints.clone();
         let (who, limit) = (target.clone(), self.config.batch_hints.max(1));
         let mut hints = self
             .config
             .storage
-            .run(move || store.hints_for(&who, limit))
+            .run(move || store.oldest(&who, limit))
             .await
             .map_err(|error| Stop::Failed {
                 hints: 0,
@@ -590,10 +600,6 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         let mut acked: Vec<HintKey> = Vec::new();
         let mut failure = None;
         for (keys, hint) in groups {
-            if *shutdown.borrow() {
-                break;
-            }
-            self.throttle(keys.len(), shutdown).await;
             let request = Request::Merge {
                 row: hint.row,
                 cells: hint.cells,
@@ -616,12 +622,8 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         }
         let delivered = acked.len() as u64;
         if !acked.is_empty() {
-            let store = self.store.clone();
-            let deleted = self
-                .config
-                .storage
-                .run(move || store.delete_hints(&acked))
-                .await;
+            let store = self.hints.clone();
+            let deleted = self.config.storage.run(move || store.delete(&acked)).await;
             if let Err(error) = deleted {
                 // Delivered but still stored: they will be delivered again, harmlessly.
                 return Err(Stop::Failed {
@@ -638,32 +640,67 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         debug!(node = %self.local, %target, hints = delivered, merges, "delivered a batch of hints");
         match failure {
             Some((hints, reason)) => Err(Stop::Failed { hints, reason }),
-            None if *shutdown.borrow() => Err(Stop::Shutdown),
             None => Ok(delivered),
         }
     }
+}
 
-    /// Waits until `hints` more hints may leave under `max_hints_per_second`.
-    async fn throttle(&self, hints: usize, shutdown: &watch::Receiver<bool>) {
-        let rate = self.config.max_hints_per_second;
-        if rate == 0 {
-            return;
+/// The worker's name.
+pub const HINT_DELIVERY: &str = "hint-delivery";
+
+/// [`HintDelivery`] as a worker: a step is [`HintDelivery::step`]; between rounds it waits for
+/// the next tick or a nudge ([`HintDelivery::deliver_now`]). Its unit is hints delivered.
+pub struct HintDeliveryWorker<T, M, E: Engine>(pub Arc<HintDelivery<T, M, E>>);
+
+impl<T: Transport, M: MembershipView, E: Engine> Worker for HintDeliveryWorker<T, M, E> {
+    fn name(&self) -> String {
+        HINT_DELIVERY.to_owned()
+    }
+
+    fn status(&self) -> WorkerStatus {
+        let status = self.0.status();
+        let waiting = status.targets.iter().filter(|t| t.pending > 0).count();
+        WorkerStatus {
+            progress: Some(format!(
+                "{waiting} target{} with hints",
+                if waiting == 1 { "" } else { "s" }
+            )),
+            queued: Some(status.pending),
+            ..WorkerStatus::default()
         }
-        let now = Instant::now();
-        let at = {
-            let mut state = self.state();
-            let at = state.next_send.map_or(now, |next| next.max(now));
-            let cost = Duration::from_secs_f64(hints as f64 / f64::from(rate));
-            state.next_send = Some(at + cost);
-            at
-        };
-        if at > now {
-            let mut shutdown = shutdown.clone();
-            tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
-                _ = stopped(&mut shutdown) => {}
+        .counter("delivered", status.delivered)
+        .counter("failed", status.failed)
+        .counter("expired", status.expired)
+        .counter("rounds", status.rounds)
+    }
+
+    async fn step(&mut self, _ctx: &StepContext) -> Result<Step, WorkerError> {
+        self.0.state().running = true;
+        if !self.0.has_work() {
+            return Ok(Step::Idle);
+        }
+        Ok(match self.0.step().await {
+            Stepped::Delivered(units) => Step::Busy { units },
+            Stepped::RoundDone(_) => Step::Busy { units: 0 },
+        })
+    }
+
+    async fn wait_for_work(&mut self) {
+        let next = self.0.state().next_round;
+        let sleep = async {
+            if let Some(at) = next {
+                tokio::time::sleep_until(at).await;
             }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = self.0.nudge.notified() => {}
         }
+    }
+
+    async fn finish(&mut self) {
+        self.0.state().running = false;
+        info!(node = %self.0.local, "hint delivery stopped");
     }
 }
 
@@ -690,7 +727,6 @@ mod tests {
         let c = HandoffConfig::default();
         assert_eq!(c.tick, Duration::from_secs(1));
         assert_eq!((c.batch_hints, c.batch_bytes), (64, 1 << 20));
-        assert_eq!(c.max_hints_per_second, 5_000);
         assert_eq!(c.hint_window, Duration::from_secs(10_800));
         assert_eq!(
             (c.backoff_base, c.backoff_cap),

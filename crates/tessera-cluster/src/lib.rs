@@ -3,23 +3,31 @@
 //! - [`messages`]: the versioned internal RPC messages nodes exchange;
 //! - [`transport`]: the [`Transport`] trait a node calls peers through, and
 //!   the [`Handler`] trait a node serves peers with (the real HTTP transport
-//!   lives in `tessera-server`; [`sim::SimNetwork`] is an in-memory one for
-//!   deterministic tests);
+//!   lives in `tessera-server`; `sim::SimNetwork`, behind the `sim` feature,
+//!   is an in-memory one for deterministic tests);
 //! - [`membership`]: which peers are believed alive ([`MembershipView`]);
 //! - [`quorum`]: pure state machines counting acks and merging read answers;
-//! - [`coordinator`]: the Dynamo write and read paths (forwarding, W/R
-//!   quorums, background replication and read repair);
-//! - [`replica`]: the replica side, serving reads, merges and hints from the
-//!   local [`tessera_storage::CellStore`];
+//! - [`topology`]: the rings in force and the placement of a partition
+//!   (replicas, fallbacks, joining nodes), which every path asks;
+//! - [`availability`]: whether a level can be met with the replicas believed
+//!   alive, decided once for the API and the coordinator;
+//! - [`coordinator`]: the API of the Dynamo write and read paths (forwarding,
+//!   W/R quorums, background replication and read repair), which live in
+//!   `write.rs` and `read.rs` over the state in `shared.rs`, and call peers
+//!   through `call.rs`;
+//! - [`replica`]: the replica side, serving reads and merges from the local
+//!   [`tessera_storage::CellStore`] and keeping hints in its
+//!   [`tessera_storage::HintStore`];
 //! - [`commit`]: group commit, the node's row writes and merges batched into
 //!   one engine write ([`RowWriter`]);
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
 //!   replicas that were down (sloppy quorum) once they are back.
 //!
-//! Replica lists (preference lists) and fallback lists are inputs: the caller
-//! computes them from the ring, so this crate does not depend on how
-//! placement is decided.
+//! Background jobs (group commit, hint delivery) are workers of
+//! [`tessera_worker`]; the short tasks that outlive a request (replication
+//! stragglers, read repairs) run under the coordinator's task budget.
 
+pub mod availability;
 pub mod clock;
 pub mod commit;
 pub mod coordinator;
@@ -31,23 +39,31 @@ pub mod messages;
 pub mod ops;
 pub mod quorum;
 pub mod replica;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
+pub mod topology;
 pub mod transport;
 
 mod answer;
+mod call;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod read;
+mod shared;
 mod wire;
 mod write;
 
 pub use answer::ReadAnswer;
+pub use availability::{Access, Liveness};
 pub use clock::{system_clock, system_now_ms, Clock};
-pub use commit::{CommitStats, RowWriter};
+pub use commit::{CommitStats, RowWriter, COMMITTER};
 pub use coordinator::{Coordinator, CoordinatorConfig, WriteCoordinator};
 pub use error::CoordinatorError;
 pub use exec::StorageRunner;
 pub use handoff::{
-    backoff_ceiling, HandoffConfig, HandoffStatus, HintDelivery, RoundReport, TargetStatus,
+    backoff_ceiling, HandoffConfig, HandoffStatus, HintDelivery, HintDeliveryWorker, RoundReport,
+    TargetStatus, HINT_DELIVERY,
 };
 pub use membership::{MembershipView, StaticMembership};
 pub use messages::{
@@ -56,7 +72,9 @@ pub use messages::{
 };
 pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
 pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
-pub use replica::Replica;
+pub use replica::{LayoutService, Replica};
+#[cfg(any(test, feature = "sim"))]
 pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};
 pub use stats::{CoordinatorStats, StatsSnapshot};
+pub use topology::{Placement, Topology, TopologyState};
 pub use transport::{BoxFuture, Handler, NodeId, Transport, TransportError};

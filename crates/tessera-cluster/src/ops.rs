@@ -12,7 +12,29 @@
 use serde::{Deserialize, Serialize};
 use tessera_storage::{Cell, Context, RowKey};
 
+use crate::error::CoordinatorError;
 use crate::transport::NodeId;
+
+/// Checks what every request needs: a replica list without duplicates and
+/// `1 <= required <= N`.
+pub(crate) fn validate(required: u32, replicas: &[NodeId]) -> Result<(), CoordinatorError> {
+    let invalid = |reason: String| Err(CoordinatorError::InvalidRequest { reason });
+    if replicas.is_empty() {
+        return invalid("the replica list is empty".to_owned());
+    }
+    for (i, node) in replicas.iter().enumerate() {
+        if replicas[..i].contains(node) {
+            return invalid(format!("replica {node} appears more than once"));
+        }
+    }
+    if required == 0 || required as usize > replicas.len() {
+        return invalid(format!(
+            "{required} replicas required, but the replica list has {}",
+            replicas.len()
+        ));
+    }
+    Ok(())
+}
 
 /// A client write of one or more cells of one row, applied atomically on each replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +58,26 @@ pub struct WriteRequest {
     /// stored for failed replicas, but do not make the write succeed.
     #[serde(default)]
     pub strict: bool,
+    /// While data moves between rings, the other replica set: the write also
+    /// needs W acks among these nodes (real ones: hints do not count here), so
+    /// that both sets hold it. Empty otherwise.
+    #[serde(default)]
+    pub also: Vec<NodeId>,
+}
+
+impl WriteRequest {
+    /// Every node that gets a copy: the replicas, then the other set's nodes that are not
+    /// replicas.
+    pub fn targets(&self) -> Vec<NodeId> {
+        let mut targets = self.replicas.clone();
+        targets.extend(
+            self.also
+                .iter()
+                .filter(|n| !self.replicas.contains(n))
+                .cloned(),
+        );
+        targets
+    }
 }
 
 /// One cell of a [`WriteRequest`].
@@ -83,4 +125,37 @@ pub struct ReadOutcome<T> {
     pub required: u32,
     /// N, the length of the replica list.
     pub replication: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        let nodes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(validate(2, &nodes(&["a", "b", "c"])).is_ok());
+        assert!(validate(3, &nodes(&["a", "b", "c"])).is_ok());
+        for (required, replicas, needle) in [
+            (1, nodes(&[]), "empty"),
+            (
+                1,
+                nodes(&["a", "b", "a"]),
+                "replica a appears more than once",
+            ),
+            (0, nodes(&["a"]), "0 replicas required"),
+            (
+                4,
+                nodes(&["a", "b", "c"]),
+                "4 replicas required, but the replica list has 3",
+            ),
+        ] {
+            match validate(required, &replicas) {
+                Err(CoordinatorError::InvalidRequest { reason }) => {
+                    assert!(reason.contains(needle), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

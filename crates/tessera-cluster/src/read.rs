@@ -6,6 +6,11 @@
 //! that merge the cells it lacks (read repair). Using the merge of all answers
 //! rather than only the first R means a late replica holding newer data
 //! spreads it too.
+//!
+//! The repair task outlives the request, so it runs under the coordinator's
+//! background budget: a read whose repair the budget cannot admit is answered
+//! as usual and its repair skipped (counted; the next read or anti-entropy
+//! repairs it), and a stopping node cuts running repairs short.
 
 use std::sync::Arc;
 
@@ -16,15 +21,16 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::answer::ReadAnswer;
-use crate::coordinator::{validate, CallFailure, Inner, DOWN};
+use crate::availability::DOWN;
+use crate::call::{unexpected, CallFailure};
 use crate::error::CoordinatorError;
 use crate::membership::MembershipView;
 use crate::messages::{Request, Response};
-use crate::ops::ReadOutcome;
+use crate::ops::{validate, ReadOutcome};
 use crate::quorum::{ReadQuorum, ReadState};
+use crate::shared::Shared;
 use crate::stats::{CoordinatorStats, InFlight};
 use crate::transport::{NodeId, Transport};
-use crate::write::unexpected;
 
 /// Fewest cells asked of each replica per round of a row read that skips
 /// tombstones, so a run of tombstones costs few rounds.
@@ -47,7 +53,7 @@ struct ReadKind<L, D, R> {
 }
 
 pub(crate) async fn read_cell<T: Transport, M: MembershipView, E: Engine>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     row: RowKey,
     column: Vec<u8>,
     required: u32,
@@ -74,7 +80,7 @@ pub(crate) async fn read_cell<T: Transport, M: MembershipView, E: Engine>(
 }
 
 pub(crate) async fn read_row<T: Transport, M: MembershipView, E: Engine>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     row: RowKey,
     slice: RowSlice,
     required: u32,
@@ -160,7 +166,7 @@ fn check_page(page: RowPage) -> Result<RowPage, String> {
 }
 
 async fn quorum_read<T, M, E, A, L, D, R>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     row: RowKey,
     required: u32,
     replicas: Vec<NodeId>,
@@ -186,9 +192,9 @@ where
         required,
         "read"
     );
-    let (alive, down) = inner.split_alive(&replicas);
+    let liveness = inner.liveness(&replicas, &[]);
     let mut quorum = ReadQuorum::<A>::new(required, replicas);
-    for node in &down {
+    for node in &liveness.down {
         quorum.on_failure(node, DOWN);
     }
     if let ReadState::Failed(failure) = quorum.state() {
@@ -199,7 +205,7 @@ where
     let deadline = Instant::now() + inner.config.timeout;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut local = Some(kind.local);
-    for node in alive {
+    for node in liveness.alive {
         let tx = tx.clone();
         if node == inner.local {
             // `validate` rejected duplicates, so this runs at most once.
@@ -249,16 +255,31 @@ where
                 acked: quorum.answered(),
                 replication: quorum.replication(),
                 pending: quorum.pending(),
-                timeout_ms: u64::try_from(inner.config.timeout.as_millis()).unwrap_or(u64::MAX),
+                timeout_ms: inner.timeout_ms(),
             })
         }
     };
-    // Repair even after a failed read: whatever did answer can still be reconciled.
-    let guard = InFlight::new(stats);
-    tokio::spawn(async move {
-        let _in_flight = guard;
-        repair(inner, row, quorum, rx, deadline, kind.repair_cells).await;
-    });
+    // Repair even after a failed read: whatever did answer can still be reconciled. What the
+    // repair holds is about one answer per replica.
+    let bytes = result
+        .as_ref()
+        .map_or(0, |outcome| outcome.value.approx_bytes())
+        .saturating_mul(quorum.replication() as usize);
+    match inner.background.try_acquire(bytes) {
+        Some(permit) => {
+            let guard = InFlight::new(stats);
+            tokio::spawn(async move {
+                let _in_flight = guard;
+                let given_up = permit.given_up();
+                tokio::select! {
+                    () = repair(inner.clone(), row, quorum, rx, deadline, kind.repair_cells) => {}
+                    () = given_up => CoordinatorStats::inc(&inner.stats.repairs_skipped),
+                }
+                drop(permit);
+            });
+        }
+        None => CoordinatorStats::inc(&stats.repairs_skipped),
+    }
     result
 }
 
@@ -293,7 +314,7 @@ async fn collect<A: ReadAnswer>(
 /// Waits for the remaining answers until `deadline`, then sends each stale
 /// replica what it lacks.
 async fn repair<T, M, E, A, R>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     row: RowKey,
     mut quorum: ReadQuorum<A>,
     mut answers: Answers<A>,
@@ -335,11 +356,12 @@ async fn repair<T, M, E, A, R>(
             let writer = inner.writer.clone();
             let row = row.clone();
             Box::pin(async move {
-                writer
-                    .merge_row(row, cells)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("local storage: {e}"))
+                match tokio::time::timeout_at(repair_deadline, writer.merge_row(row, cells)).await {
+                    Ok(merged) => merged
+                        .map(|_| ())
+                        .map_err(|e| format!("local storage: {e}")),
+                    Err(_) => Err("local storage: no commit within the deadline".to_owned()),
+                }
             })
         } else {
             let call = inner.call(

@@ -3,15 +3,18 @@
 //! Reads go straight to the local [`CellStore`], merges to the node's group
 //! commit ([`RowWriter`], shared with its coordinator), and hints a coordinator
 //! asks this node to keep for a replica that is down ([`Request::StoreHint`],
-//! durable before the answer) to the store; a forwarded
+//! durable before the answer) to the node's [`HintStore`]; a forwarded
 //! client write ([`Request::Coordinate`]) goes to this node's coordinator,
 //! attached after construction with [`Replica::set_coordinator`] because the
 //! coordinator and the network that delivers to this replica are built from
 //! each other. The link is weak so that a dropped coordinator does not linger.
+//! Layout messages ([`Request::Layout`]) go, the same way, to the
+//! [`LayoutService`] attached with [`Replica::set_layout_service`].
 
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use tessera_storage::{CellStore, Engine, Hint, StorageError};
+use tessera_layout::LayoutMessage;
+use tessera_storage::{CellStore, Engine, Hint, HintStore, StorageError};
 use tracing::debug;
 
 use crate::clock::system_now_ms;
@@ -22,13 +25,26 @@ use crate::exec::StorageRunner;
 use crate::messages::{ErrorKind, Request, Response};
 use crate::transport::{BoxFuture, Handler, NodeId};
 
+/// What a node does with layout messages: its acceptor's answers (persisted first), and its
+/// committed layout for a peer that fetches it.
+pub trait LayoutService: Send + Sync + 'static {
+    /// Handles `message` from `from`; `None` when it needs no answer.
+    fn handle(
+        &self,
+        from: &NodeId,
+        message: LayoutMessage,
+    ) -> BoxFuture<'static, Option<LayoutMessage>>;
+}
+
 /// Serves internal requests from the local store and coordinator.
 pub struct Replica<E: Engine> {
     node: NodeId,
     store: Arc<CellStore<E>>,
+    hints: Arc<HintStore<E>>,
     writer: Arc<RowWriter<E>>,
     runner: StorageRunner,
     coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
+    layout: RwLock<Option<Weak<dyn LayoutService>>>,
 }
 
 impl<E: Engine> std::fmt::Debug for Replica<E> {
@@ -48,27 +64,38 @@ fn storage_failure(error: &StorageError) -> Response {
 }
 
 impl<E: Engine> Replica<E> {
-    /// The replica of node `node` over `store`, running storage calls with `runner`, with a
-    /// group commit of its own.
-    pub fn new(node: impl Into<NodeId>, store: Arc<CellStore<E>>, runner: StorageRunner) -> Self {
-        let writer = Arc::new(RowWriter::new(store.clone(), runner));
-        Self::sharing(node, writer, runner)
-    }
-
-    /// The replica of node `node`, merging through `writer` (the coordinator's, so that a node's
-    /// writes and merges share batches) and running other storage calls with `runner`.
-    pub fn sharing(
+    /// The replica of node `node`, merging through `writer` (give it the coordinator's, so that
+    /// a node's writes and merges share batches), keeping hints in `hints`, and running other
+    /// storage calls with `runner`.
+    pub fn new(
         node: impl Into<NodeId>,
         writer: Arc<RowWriter<E>>,
+        hints: Arc<HintStore<E>>,
         runner: StorageRunner,
     ) -> Self {
         Self {
             node: node.into(),
             store: writer.store().clone(),
+            hints,
             writer,
             runner,
             coordinator: RwLock::new(None),
+            layout: RwLock::new(None),
         }
+    }
+
+    /// Attaches what answers layout messages (held weakly).
+    pub fn set_layout_service<S: LayoutService>(&self, service: &Arc<S>) {
+        let weak: Weak<dyn LayoutService> = Arc::downgrade(service) as Weak<dyn LayoutService>;
+        *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Some(weak);
+    }
+
+    fn layout_service(&self) -> Option<Arc<dyn LayoutService>> {
+        self.layout
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(Weak::upgrade)
     }
 
     /// Attaches the coordinator that runs forwarded writes (held weakly).
@@ -103,7 +130,7 @@ impl<E: Engine> Handler for Replica<E> {
             | Request::Merge { row, .. } => Some(row.partition),
             Request::Coordinate { request } => Some(request.row.partition),
             Request::StoreHint { row, .. } => Some(row.partition),
-            Request::Ping => None,
+            Request::Ping | Request::Layout { .. } => None,
         };
         debug!(node = %self.node, %from, partition, request = request.name(), "handling");
         let store = self.store.clone();
@@ -160,18 +187,40 @@ impl<E: Engine> Handler for Replica<E> {
                 }
             },
             Request::Ping => Box::pin(async { Response::Pong }),
-            Request::StoreHint { target, row, cells } => Box::pin(async move {
-                let hint = Hint {
-                    target,
-                    row,
-                    cells,
-                    stored_at_ms: system_now_ms(),
-                };
-                match runner.run(move || store.store_hint(&hint)).await {
-                    Ok(_) => Response::HintStored,
-                    Err(error) => storage_failure(&error),
+            Request::Layout { message } => match self.layout_service() {
+                Some(service) => {
+                    let answer = service.handle(from, message);
+                    Box::pin(async move {
+                        Response::Layout {
+                            message: answer.await,
+                        }
+                    })
                 }
-            }),
+                None => {
+                    let message = format!("{} does not take layout messages yet", self.node);
+                    Box::pin(async move {
+                        Response::Error {
+                            kind: ErrorKind::NotCoordinator,
+                            message,
+                        }
+                    })
+                }
+            },
+            Request::StoreHint { target, row, cells } => {
+                let hints = self.hints.clone();
+                Box::pin(async move {
+                    let hint = Hint {
+                        target,
+                        row,
+                        cells,
+                        stored_at_ms: system_now_ms(),
+                    };
+                    match runner.run(move || hints.store(&hint)).await {
+                        Ok(_) => Response::HintStored,
+                        Err(error) => storage_failure(&error),
+                    }
+                })
+            }
         }
     }
 }

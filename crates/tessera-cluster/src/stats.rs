@@ -75,6 +75,13 @@ stats! {
     repair_cells,
     /// Read-repair merges that failed or timed out.
     repairs_failed,
+    /// Replica copies still running when their write was answered (stragglers).
+    stragglers,
+    /// Stragglers kept as hints on this node instead: over the background budget, or still
+    /// running when the node stopped.
+    stragglers_hinted,
+    /// Read repairs skipped: over the background budget, or cut short when the node stopped.
+    repairs_skipped,
     /// Background tasks (replication stragglers, read repair) still running.
     background_in_flight,
 }

@@ -2,9 +2,10 @@
 //!
 //! The coordinator talks to peers only through [`Transport`], and a node
 //! serves peers only through [`Handler`]; the real HTTP transport lives in
-//! `tessera-server`, and [`crate::sim::SimNetwork`] is an in-memory one for
-//! deterministic tests. Both traits return boxed `'static` futures so that
-//! they stay object-safe and callers can spawn what they get back.
+//! `tessera-server`, and `sim::SimNetwork` (behind the `sim` feature) is an
+//! in-memory one for deterministic tests. Both traits return boxed `'static`
+//! futures so that they stay object-safe and callers can spawn what they get
+//! back.
 
 use std::future::Future;
 use std::pin::Pin;

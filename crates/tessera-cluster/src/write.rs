@@ -19,18 +19,21 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tessera_storage::cell::approx_cell_bytes;
 use tessera_storage::{Cell, CellStore, CellWrite, Engine, Hint, RowKey, StorageError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::availability::{Access, DOWN};
+use crate::call::{unexpected, CallFailure};
 use crate::clock::system_now_ms;
-use crate::coordinator::{validate, CallFailure, Inner, DOWN};
 use crate::error::CoordinatorError;
 use crate::membership::MembershipView;
 use crate::messages::{ErrorKind, Request, Response};
-use crate::ops::{ClientWrite, WriteOutcome, WriteRequest};
-use crate::quorum::{QuorumFailure, QuorumState, WriteQuorum};
+use crate::ops::{validate, ClientWrite, WriteOutcome, WriteRequest};
+use crate::quorum::{QuorumState, WriteQuorum};
+use crate::shared::Shared;
 use crate::stats::{CoordinatorStats, InFlight};
 use crate::transport::{NodeId, Transport};
 
@@ -43,17 +46,13 @@ pub(crate) enum Forwarding {
     Forbidden,
 }
 
-fn count(len: usize) -> u32 {
-    u32::try_from(len).unwrap_or(u32::MAX)
-}
-
 /// Milliseconds since the Unix epoch; informational only (see `CellValue`).
 fn now_ms() -> u64 {
     system_now_ms()
 }
 
 pub(crate) async fn write<T: Transport, M: MembershipView, E: Engine>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     req: WriteRequest,
     forwarding: Forwarding,
 ) -> Result<WriteOutcome, CoordinatorError> {
@@ -70,21 +69,10 @@ pub(crate) async fn write<T: Transport, M: MembershipView, E: Engine>(
     result
 }
 
-/// The failure of a request that could not start: only the down replicas failed.
-fn unavailable(required: u32, replicas: &[NodeId], down: &[NodeId]) -> CoordinatorError {
-    CoordinatorError::Unavailable(QuorumFailure {
-        required,
-        acked: 0,
-        acked_by: Vec::new(),
-        failed: down.iter().map(|n| (n.clone(), DOWN.to_owned())).collect(),
-        replication: count(replicas.len()),
-    })
-}
-
-/// Checks the fallbacks: none may be a replica or appear twice.
+/// Checks the fallbacks: none may be a replica (of either set) or appear twice.
 fn validate_fallbacks(req: &WriteRequest) -> Result<(), CoordinatorError> {
     for (i, node) in req.fallbacks.iter().enumerate() {
-        let reason = if req.replicas.contains(node) {
+        let reason = if req.replicas.contains(node) || req.also.contains(node) {
             format!("fallback {node} is also a replica")
         } else if req.fallbacks[..i].contains(node) {
             format!("fallback {node} appears more than once")
@@ -94,6 +82,11 @@ fn validate_fallbacks(req: &WriteRequest) -> Result<(), CoordinatorError> {
         return Err(CoordinatorError::InvalidRequest { reason });
     }
     Ok(())
+}
+
+/// Completes once the sender of `answered` is gone.
+async fn closed(answered: &mut watch::Receiver<()>) {
+    while answered.changed().await.is_ok() {}
 }
 
 /// The live fallbacks a write has not used yet, in ring order. The replica
@@ -122,18 +115,56 @@ enum SlotOutcome {
 
 /// What a replica slot needs to deliver its copy.
 struct Slot<T, M, E: Engine> {
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     node: NodeId,
     row: RowKey,
     cells: Vec<(Vec<u8>, Cell)>,
     deadline: Instant,
     pool: FallbackPool,
+    /// Whether a fallback may stand in (only for the first replica set).
+    stand_in: bool,
 }
 
 impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
+    /// [`Slot::run`] while the client waits; once `answered` closes, a straggler that goes on
+    /// only under the coordinator's background budget. One the budget refuses, or one still
+    /// running when a stopping node gives up on its background tasks, keeps its copy as a hint
+    /// on this node instead (harmless if the replica applies it too: merges are idempotent).
+    async fn run_or_straggle(
+        &self,
+        alive: bool,
+        mut answered: watch::Receiver<()>,
+        bytes: usize,
+    ) -> SlotOutcome {
+        let run = self.run(alive);
+        tokio::pin!(run);
+        tokio::select! {
+            biased;
+            outcome = &mut run => return outcome,
+            () = closed(&mut answered) => {}
+        }
+        let stats = &self.inner.stats;
+        CoordinatorStats::inc(&stats.stragglers);
+        let cause = match self.inner.background.try_acquire(bytes) {
+            Some(permit) => {
+                let given_up = permit.given_up();
+                tokio::select! {
+                    biased;
+                    outcome = &mut run => return outcome,
+                    () = given_up => "still running when the node stopped",
+                }
+            }
+            None => "over the background budget",
+        };
+        CoordinatorStats::inc(&stats.stragglers_hinted);
+        debug!(node = %self.inner.local, replica = %self.node, partition = self.row.partition, cause, "straggler kept as a hint");
+        let _ = self.keep_locally(cause).await;
+        SlotOutcome::Deadline
+    }
+
     /// Merges into the replica if it is alive; otherwise, or if that fails
     /// for a reason a stand-in can cover, hands a hint to the next fallback.
-    async fn run(self, alive: bool) -> SlotOutcome {
+    async fn run(&self, alive: bool) -> SlotOutcome {
         let stats = &self.inner.stats;
         if !alive {
             return self.hint(DOWN.to_owned()).await;
@@ -172,10 +203,10 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
 
     /// Offers the replica's copy to unused live fallbacks in ring order until
     /// one stores it; as a last resort keeps it here, which never counts.
-    async fn hint(self, cause: String) -> SlotOutcome {
+    async fn hint(&self, cause: String) -> SlotOutcome {
         let stats = &self.inner.stats;
         let mut attempts: Vec<String> = Vec::new();
-        while let Some(fallback) = next_fallback(&self.pool) {
+        while let Some(fallback) = self.stand_in.then(|| next_fallback(&self.pool)).flatten() {
             CoordinatorStats::inc(&stats.hints_sent);
             let request = Request::StoreHint {
                 target: self.node.clone(),
@@ -215,7 +246,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
 
     /// Stores the replica's copy as a hint on this node.
     async fn keep_locally(&self, cause: &str) -> Result<(), String> {
-        let store = self.inner.store.clone();
+        let hints = self.inner.hints.clone();
         let hint = Hint {
             target: self.node.clone(),
             row: self.row.clone(),
@@ -226,7 +257,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
             .inner
             .config
             .storage
-            .run(move || store.store_hint(&hint))
+            .run(move || hints.store(&hint))
             .await
         {
             Ok(_) => {
@@ -250,7 +281,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
 }
 
 async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
-    inner: Arc<Inner<T, M, E>>,
+    inner: Arc<Shared<T, M, E>>,
     req: WriteRequest,
     forwarding: Forwarding,
 ) -> Result<WriteOutcome, CoordinatorError> {
@@ -270,26 +301,26 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
         strict = req.strict,
         "write"
     );
-    let (alive, down) = inner.split_alive(&req.replicas);
-    let live_fallbacks: VecDeque<NodeId> = req
-        .fallbacks
+    // Sloppy quorum: a live fallback can stand in for each down replica, unless the write is
+    // strict; someone alive must still be a replica, since only a replica may mint the dot.
+    let liveness = inner.liveness(&req.replicas, &req.fallbacks);
+    liveness
+        .check(req.required, Access::Write { strict: req.strict })
+        .map_err(CoordinatorError::Unavailable)?;
+    // The other set of a move counts real acks only.
+    let also_liveness = inner.liveness(&req.also, &[]);
+    if !req.also.is_empty() {
+        also_liveness
+            .check(req.required, Access::Write { strict: true })
+            .map_err(CoordinatorError::Unavailable)?;
+    }
+    let targets = req.targets();
+    let alive: Vec<NodeId> = targets
         .iter()
-        // A forwarding node may itself be a fallback; it is alive to itself.
-        .filter(|node| **node == inner.local || inner.membership.is_alive(node))
+        .filter(|n| liveness.alive.contains(n) || also_liveness.alive.contains(n))
         .cloned()
         .collect();
-    // Sloppy quorum: a live fallback can stand in for each down replica, but
-    // a strict write counts real replicas only. Someone alive must still be
-    // a replica, since only a replica may mint the write's dot.
-    let stand_ins = if req.strict {
-        0
-    } else {
-        live_fallbacks.len().min(down.len())
-    };
-    if alive.is_empty() || ((alive.len() + stand_ins) as u64) < u64::from(req.required) {
-        return Err(unavailable(req.required, &req.replicas, &down));
-    }
-    if !req.replicas.contains(&inner.local) {
+    if !targets.contains(&inner.local) {
         return match forwarding {
             Forwarding::Allowed => forward(&inner, req, alive).await,
             Forwarding::Forbidden => Err(CoordinatorError::InvalidRequest {
@@ -303,7 +334,14 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
     }
 
     let deadline = Instant::now() + inner.config.timeout;
-    let mut quorum = WriteQuorum::new(req.required, req.replicas.clone());
+    let mut quorum = Quorums::new(req.required, &req.replicas, &req.also);
+    let local_timeout = || CoordinatorError::Timeout {
+        required: req.required,
+        acked: 0,
+        replication: quorum_size(&req.replicas),
+        pending: vec![inner.local.clone()],
+        timeout_ms: inner.timeout_ms(),
+    };
 
     let writes = if req.writes.iter().all(|write| write.context.is_some()) {
         with_contexts::<E>(None, &req.row, req.writes)?
@@ -317,15 +355,38 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             .run_point_read(move || with_contexts(Some(&store), &row, writes))
             .await?
     };
-    let cells = inner
-        .writer
-        .write_row(req.row.clone(), writes, now_ms())
-        .await?;
+    // The local commit waits under the deadline too: a stalled disk must give the client a
+    // timeout (the write may still be applied), never a request that hangs.
+    let committed = inner.writer.write_row(req.row.clone(), writes, now_ms());
+    let cells = match tokio::time::timeout_at(deadline, committed).await {
+        Ok(cells) => cells?,
+        Err(_) => return Err(local_timeout()),
+    };
     quorum.on_ack(&inner.local);
 
-    let pool: FallbackPool = Arc::new(Mutex::new(live_fallbacks));
+    #[cfg(feature = "fault-injection")]
+    if crate::fault::drop_replication() {
+        // A deliberately broken build (chaos tests): acknowledge on the local copy alone.
+        return Ok(WriteOutcome {
+            cells,
+            acked: req.required,
+            required: req.required,
+            replication: quorum.first.replication(),
+            coordinator: inner.local.clone(),
+            hinted: 0,
+        });
+    }
+
+    let pool: FallbackPool = Arc::new(Mutex::new(liveness.live_fallbacks.into()));
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, SlotOutcome)>();
-    for node in req.replicas.iter().filter(|n| **n != inner.local) {
+    // Closed when this function returns: the slots still running become stragglers.
+    let (answered, answered_rx) = watch::channel(());
+    let copy_bytes = cells
+        .iter()
+        .map(|(column, cell)| column.len() + approx_cell_bytes(cell))
+        .sum::<usize>()
+        + req.row.key.len();
+    for node in targets.iter().filter(|n| **n != inner.local) {
         let slot = Slot {
             inner: inner.clone(),
             node: node.clone(),
@@ -333,33 +394,34 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             cells: cells.clone(),
             deadline,
             pool: pool.clone(),
+            stand_in: req.replicas.contains(node),
         };
         let node = node.clone();
         let is_alive = alive.contains(&node);
         let tx = tx.clone();
-        // Each slot runs to completion or the deadline even after the client
-        // has its answer: those are the stragglers finishing in the background,
-        // hints included.
+        let answered = answered_rx.clone();
         let in_flight = InFlight::new(inner.stats.clone());
         tokio::spawn(async move {
             let _in_flight = in_flight;
-            let outcome = slot.run(is_alive).await;
+            let outcome = slot.run_or_straggle(is_alive, answered, copy_bytes).await;
             // The coordinator may have answered already; then nobody listens.
             let _ = tx.send((node, outcome));
         });
     }
     drop(tx);
+    // Dropped with this frame, whichever way it returns.
+    let _answered = answered;
 
     loop {
         match quorum.state() {
             QuorumState::Succeeded => {
                 return Ok(WriteOutcome {
                     cells,
-                    acked: quorum.acked(),
-                    required: quorum.required(),
-                    replication: quorum.replication(),
+                    acked: quorum.first.acked(),
+                    required: quorum.first.required(),
+                    replication: quorum.first.replication(),
                     coordinator: inner.local.clone(),
-                    hinted: quorum.hinted(),
+                    hinted: quorum.first.hinted(),
                 })
             }
             QuorumState::Failed(failure) => return Err(CoordinatorError::Failed(failure)),
@@ -379,7 +441,7 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
                     );
                 } else {
                     CoordinatorStats::inc(&inner.stats.hints_counted);
-                    quorum.on_hinted(&node, &fallback);
+                    quorum.on_hinted(&node, &fallback, &cause);
                 }
             }
             Ok(Some((node, SlotOutcome::Failed(reason)))) => {
@@ -391,39 +453,82 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             // task died; either way nothing more will come.
             Ok(None) | Err(_) => {
                 return Err(CoordinatorError::Timeout {
-                    required: quorum.required(),
-                    acked: quorum.acked(),
-                    replication: quorum.replication(),
+                    required: quorum.first.required(),
+                    acked: quorum.first.acked(),
+                    replication: quorum.first.replication(),
                     pending: quorum.pending(),
-                    timeout_ms: u64::try_from(inner.config.timeout.as_millis()).unwrap_or(u64::MAX),
+                    timeout_ms: inner.timeout_ms(),
                 })
             }
         }
     }
 }
 
-/// Describes a response of the wrong kind (or a remote failure) as a failure reason.
-pub(crate) fn unexpected(response: &Response) -> String {
-    match response {
-        Response::Error { kind, message } => format!("remote {}: {message}", kind_name(kind)),
-        other => format!("protocol error: unexpected {} response", other.name()),
+/// The quorums of a write: W in its replicas, and during a move W in the other set too.
+struct Quorums {
+    first: WriteQuorum,
+    second: Option<WriteQuorum>,
+}
+
+impl Quorums {
+    fn new(required: u32, replicas: &[NodeId], also: &[NodeId]) -> Self {
+        Self {
+            first: WriteQuorum::new(required, replicas.to_vec()),
+            second: (!also.is_empty()).then(|| WriteQuorum::new(required, also.to_vec())),
+        }
+    }
+
+    fn on_ack(&mut self, node: &str) {
+        self.first.on_ack(node);
+        if let Some(second) = &mut self.second {
+            second.on_ack(node);
+        }
+    }
+
+    /// A fallback's hint counts in the first set only.
+    fn on_hinted(&mut self, node: &str, fallback: &str, cause: &str) {
+        self.first.on_hinted(node, fallback);
+        if let Some(second) = &mut self.second {
+            second.on_failure(
+                node,
+                format!("{cause}; hinted to {fallback}, which does not count in the set data moves to or from"),
+            );
+        }
+    }
+
+    fn on_failure(&mut self, node: &str, reason: String) {
+        if let Some(second) = &mut self.second {
+            second.on_failure(node, reason.clone());
+        }
+        self.first.on_failure(node, reason);
+    }
+
+    fn state(&self) -> QuorumState {
+        let second = self.second.as_ref().map(WriteQuorum::state);
+        match (self.first.state(), second) {
+            (QuorumState::Failed(failure), _) | (_, Some(QuorumState::Failed(failure))) => {
+                QuorumState::Failed(failure)
+            }
+            (QuorumState::Succeeded, None | Some(QuorumState::Succeeded)) => QuorumState::Succeeded,
+            _ => QuorumState::Pending,
+        }
+    }
+
+    fn pending(&self) -> Vec<NodeId> {
+        let mut pending = self.first.pending();
+        if let Some(second) = &self.second {
+            for node in second.pending() {
+                if !pending.contains(&node) {
+                    pending.push(node);
+                }
+            }
+        }
+        pending
     }
 }
 
-fn kind_name(kind: &ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::BadRequest => "bad request",
-        ErrorKind::InvalidInput => "invalid input",
-        ErrorKind::Storage => "storage failure",
-        ErrorKind::TooManySiblings { .. } => "too many siblings",
-        ErrorKind::Unavailable(_) => "unavailable",
-        ErrorKind::QuorumFailed(_) => "quorum failure",
-        ErrorKind::Timeout { .. } => "timeout",
-        ErrorKind::Forward { .. } => "forwarding failure",
-        ErrorKind::NotCoordinator => "not a coordinator",
-        ErrorKind::Internal => "internal error",
-        ErrorKind::HintLimit { .. } => "hint limit reached",
-    }
+fn quorum_size(replicas: &[NodeId]) -> u32 {
+    u32::try_from(replicas.len()).unwrap_or(u32::MAX)
 }
 
 /// The cell writes of a client write. A context-less one supersedes what this replica holds
@@ -470,7 +575,7 @@ fn with_contexts<E: Engine>(
 /// second replica had seen the first copy) the second copy supersedes the
 /// first; otherwise both stay as siblings, as for any client retry.
 async fn forward<T: Transport, M: MembershipView, E: Engine>(
-    inner: &Inner<T, M, E>,
+    inner: &Shared<T, M, E>,
     req: WriteRequest,
     alive: Vec<NodeId>,
 ) -> Result<WriteOutcome, CoordinatorError> {

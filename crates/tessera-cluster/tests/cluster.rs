@@ -685,7 +685,8 @@ async fn replicas_answer_pings_and_refuse_foreign_or_uncoordinated_writes() {
     // A replica without a coordinator says so.
     let lone = tessera_cluster::Replica::new(
         "lone",
-        c.nodes[0].store.clone(),
+        tessera_cluster::RowWriter::inline(c.nodes[0].store.clone()),
+        c.nodes[0].hints.clone(),
         tessera_cluster::StorageRunner::Inline,
     );
     match lone
@@ -704,26 +705,34 @@ async fn replicas_answer_pings_and_refuse_foreign_or_uncoordinated_writes() {
 async fn the_blocking_runner_works_on_a_real_runtime() {
     use std::sync::Arc;
     use tessera_cluster::{
-        Coordinator, CoordinatorConfig, Replica, SimNetwork, StaticMembership, StorageRunner,
+        Coordinator, CoordinatorConfig, Replica, RowWriter, SimNetwork, StaticMembership,
+        StorageRunner,
     };
-    use tessera_storage::{CellStore, MemoryEngine, StoreOptions};
+    use tessera_storage::{CellStore, HintStore, MemoryEngine, StoreOptions};
+    // One runner per node, as each node has its own.
+    let workers: Vec<_> = (0..3).map(|_| tessera_worker::Runner::new()).collect();
     let net = SimNetwork::new(14);
     let names: Vec<NodeId> = (0..3).map(node_name).collect();
     let membership = Arc::new(StaticMembership::new(names.clone()));
     let mut coordinators = Vec::new();
     for (i, id) in names.iter().enumerate() {
-        let store = Arc::new(CellStore::new(
-            MemoryEngine::new(),
+        let engine = Arc::new(MemoryEngine::new());
+        let store = Arc::new(CellStore::<MemoryEngine>::new(
+            engine.clone(),
             StoreOptions::new(i as u64 + 1),
         ));
+        let hints = Arc::new(HintStore::<MemoryEngine>::new(engine));
+        let writer = RowWriter::start(store, StorageRunner::Blocking, &workers[i]).unwrap();
         let replica = Arc::new(Replica::new(
             id.clone(),
-            store.clone(),
+            writer.clone(),
+            hints.clone(),
             StorageRunner::Blocking,
         ));
         let coordinator = Arc::new(Coordinator::new(
             id.clone(),
-            store,
+            writer,
+            hints,
             net.transport(id.clone()),
             membership.clone(),
             CoordinatorConfig::default(),

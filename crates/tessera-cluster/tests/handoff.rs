@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{live, row, set, sloppy, Cluster, Options};
+use common::{live, row, set, sloppy, stop_workers, Cluster, Options};
 use tessera_cluster::{
-    system_now_ms, CoordinatorError, ErrorKind, HandoffConfig, HintDelivery, Request, Response,
-    StorageRunner, Transport,
+    system_now_ms, CoordinatorError, ErrorKind, HandoffConfig, HintDelivery, HintDeliveryWorker,
+    Request, Response, StorageRunner, Transport,
 };
 use tessera_storage::{Cell, CellValue, Context, Hint, RowKey};
 
@@ -54,7 +54,7 @@ async fn a_down_replica_is_hinted_to_the_first_fallback_and_delivered_after_heal
         }
     }
     c.settle().await;
-    assert_eq!(c.node(&f[0]).store.count_hints(down).unwrap(), 6);
+    assert_eq!(c.node(&f[0]).hints.count(down).unwrap(), 6);
     assert_eq!(
         c.hints_on(&f[1]),
         0,
@@ -71,18 +71,9 @@ async fn a_down_replica_is_hinted_to_the_first_fallback_and_delivered_after_heal
     let report = c.node(&f[0]).delivery.run_once().await;
     assert_eq!((report.delivered, report.skipped_down), (0, 1));
 
-    // Healed: the delivery loops hand everything over, then stop on request.
+    // Healed: the delivery workers hand everything over, then stop on request.
     c.membership.mark_up(down);
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let loops: Vec<_> = c
-        .nodes
-        .iter()
-        .map(|n| {
-            let delivery = n.delivery.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { delivery.run(shutdown).await })
-        })
-        .collect();
+    let workers = c.start_delivery();
     for _ in 0..600 {
         if c.hints_total() == 0 {
             break;
@@ -95,10 +86,7 @@ async fn a_down_replica_is_hinted_to_the_first_fallback_and_delivered_after_heal
     assert_eq!((status.delivered, status.failed, status.pending), (6, 0, 0));
     assert_eq!(status.targets[0].target, *down);
     assert_eq!(status.targets[0].delivered, 6);
-    stop.send(true).unwrap();
-    for l in loops {
-        l.await.unwrap();
-    }
+    stop_workers(&workers, Duration::from_secs(5)).await;
     assert!(!c.node(&f[0]).delivery.status().running);
     for col in columns(6) {
         let expected = c.stored(&r[0], &key, col.as_bytes());
@@ -122,7 +110,7 @@ async fn a_failing_replica_is_hinted_and_fallbacks_are_tried_in_order() {
         .await
         .unwrap();
     assert_eq!((out.acked, out.hinted), (3, 1));
-    assert_eq!(c.node(&f[0]).store.count_hints(&r[1]).unwrap(), 1);
+    assert_eq!(c.node(&f[0]).hints.count(&r[1]).unwrap(), 1);
 
     // The first fallback is unreachable too: the second one takes it.
     c.net.isolate(&f[0]);
@@ -131,7 +119,7 @@ async fn a_failing_replica_is_hinted_and_fallbacks_are_tried_in_order() {
         .await
         .unwrap();
     assert_eq!((out.acked, out.hinted), (3, 1));
-    assert_eq!(c.node(&f[1]).store.count_hints(&r[1]).unwrap(), 1);
+    assert_eq!(c.node(&f[1]).hints.count(&r[1]).unwrap(), 1);
 
     // Two replicas fail and only one fallback works: one hint counts, and
     // the other replica's copy is kept by the coordinator, which never counts.
@@ -205,7 +193,7 @@ async fn strict_writes_do_not_count_hints() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.node(&f[0]).store.count_hints(&r[2]).unwrap(), 2);
+    assert_eq!(c.node(&f[0]).hints.count(&r[2]).unwrap(), 2);
     // Strict at W=2 still works with two real replicas, and reports no hint.
     let out = coordinator.write(strict("c", 2)).await.unwrap();
     assert_eq!(out.hinted, 0);
@@ -238,8 +226,7 @@ async fn fail_fast_counts_live_fallbacks_up_to_n() {
     assert_eq!((out.acked, out.hinted), (3, 2));
     c.settle().await;
     assert_eq!(
-        c.node(&f[0]).store.count_hints(&r[1]).unwrap()
-            + c.node(&f[0]).store.count_hints(&r[2]).unwrap(),
+        c.node(&f[0]).hints.count(&r[1]).unwrap() + c.node(&f[0]).hints.count(&r[2]).unwrap(),
         1
     );
     // A non-replica forwards sloppy writes; the replica it reaches hints.
@@ -307,7 +294,7 @@ async fn a_full_fallback_refuses_the_hint_and_the_next_one_takes_it() {
         .await
         .unwrap();
     assert_eq!(out.hinted, 1);
-    assert_eq!(c.node(&f[1]).store.count_hints(&r[2]).unwrap(), 1);
+    assert_eq!(c.node(&f[1]).hints.count(&r[2]).unwrap(), 1);
 }
 
 /// Stores `n` hints for `target` on `node`, one row each.
@@ -319,8 +306,8 @@ fn store_hints(c: &Cluster, node: &str, target: &str, n: usize, stored_at_ms: u6
             CellValue::value(format!("h{i}").into_bytes(), 1),
         );
         c.node(node)
-            .store
-            .store_hint(&Hint {
+            .hints
+            .store(&Hint {
                 target: target.to_owned(),
                 row: row(&format!("hinted-{i}")),
                 cells: vec![(b"col".to_vec(), cell)],
@@ -392,11 +379,8 @@ async fn deliver_now_wakes_the_loop() {
     store_hints(&c, holder, target, 3, system_now_ms());
     c.membership.mark_down(target);
     let delivery = c.node(holder).delivery.clone();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn({
-        let delivery = delivery.clone();
-        async move { delivery.run(shutdown).await }
-    });
+    let workers = tessera_worker::Runner::new();
+    workers.spawn(HintDeliveryWorker(delivery.clone())).unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(c.hints_on(holder), 3, "a down target gets nothing");
     let rounds = delivery.status().rounds;
@@ -406,8 +390,7 @@ async fn deliver_now_wakes_the_loop() {
     // Well under one tick: only the nudge can have started this round.
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(c.hints_on(holder), 0);
-    drop(stop);
-    task.await.unwrap();
+    workers.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -424,7 +407,7 @@ async fn hints_past_the_window_expire_and_are_counted() {
     let clock_ms = Arc::new(AtomicU64::new(now));
     let delivery = HintDelivery::new(
         holder.clone(),
-        c.node(holder).store.clone(),
+        c.node(holder).hints.clone(),
         c.net.transport(holder.clone()),
         c.membership.clone(),
         HandoffConfig {
@@ -439,8 +422,8 @@ async fn hints_past_the_window_expire_and_are_counted() {
     });
     let report = delivery.run_once().await;
     assert_eq!((report.expired, report.skipped_down), (4, 1));
-    assert_eq!(c.node(holder).store.count_hints(&r[1]).unwrap(), 0);
-    assert_eq!(c.node(holder).store.count_hints(&r[2]).unwrap(), 2);
+    assert_eq!(c.node(holder).hints.count(&r[1]).unwrap(), 0);
+    assert_eq!(c.node(holder).hints.count(&r[2]).unwrap(), 2);
     // Three hours later the rest goes too.
     clock_ms.store(now + 3 * hour, Ordering::Relaxed);
     assert_eq!(delivery.run_once().await.expired, 2);
@@ -458,12 +441,11 @@ async fn hints_past_the_window_expire_and_are_counted() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn delivery_is_throttled_and_batched() {
+async fn delivery_is_throttled_by_the_worker_rate_and_batched() {
     let (c, _key, r, f) = setup_with(
         9,
         Options {
             handoff: HandoffConfig {
-                max_hints_per_second: 10,
                 batch_hints: 8,
                 ..HandoffConfig::default()
             },
@@ -474,14 +456,28 @@ async fn delivery_is_throttled_and_batched() {
     store_hints(&c, holder, target, 40, system_now_ms());
     let before = c.net.stats().delivered;
     let start = tokio::time::Instant::now();
-    let report = c.node(holder).delivery.run_once().await;
-    assert_eq!(report.delivered, 40);
-    // Virtual time: 40 hints at 10 per second cannot leave faster than that.
+    let workers = tessera_worker::Runner::new();
+    let handle = workers
+        .spawn_with(
+            HintDeliveryWorker(c.node(holder).delivery.clone()),
+            tessera_worker::WorkerOptions {
+                max_rate: Some(10),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    while c.hints_on(holder) > 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "not delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Virtual time: after the first batch of 8, 32 hints at 10 per second take 3.2 s.
     assert!(
-        start.elapsed() >= Duration::from_millis(3_900),
+        start.elapsed() >= Duration::from_millis(3_200),
         "{:?}",
         start.elapsed()
     );
+    assert_eq!(handle.info().units, 40);
+    workers.shutdown(Duration::from_secs(1)).await;
     // One Merge per row (each hint is its own row here).
     assert_eq!(c.net.stats().delivered - before, 40);
     assert_eq!(c.hints_on(holder), 0);
@@ -501,7 +497,7 @@ async fn hints_of_one_row_are_merged_in_one_request() {
             .unwrap();
     }
     c.settle().await;
-    assert_eq!(c.node(&f[0]).store.count_hints(down).unwrap(), 4);
+    assert_eq!(c.node(&f[0]).hints.count(down).unwrap(), 4);
     c.membership.mark_up(down);
     let before = c.net.stats().delivered;
     let report = c.node(&f[0]).delivery.run_once().await;

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{row, runtime, Cluster, N};
+use common::{row, runtime, stop_workers, Cluster, N};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_cluster::{
@@ -181,6 +181,7 @@ async fn client(cluster: Arc<Cluster>, plan: Plan, id: u64, history: Arc<Mutex<H
                     replicas,
                     fallbacks,
                     strict: false,
+                    also: Vec::new(),
                 };
                 let result = node.coordinator.write(request).await;
                 Kind::Write {
@@ -286,15 +287,11 @@ fn run_counted(plan: Plan, counts: &mut Counts) -> Vec<String> {
             Duration::from_millis(50),
         ));
         let history = Arc::new(Mutex::new(History::default()));
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let mut workers = Vec::new();
         let mut background = Vec::new();
         if plan.sloppy {
             background.push(tokio::spawn(cut_off_a_node(cluster.clone(), plan)));
-            for node in &cluster.nodes {
-                let delivery = node.delivery.clone();
-                let shutdown = shutdown.clone();
-                background.push(tokio::spawn(async move { delivery.run(shutdown).await }));
-            }
+            workers = cluster.start_delivery();
         }
         let clients: Vec<_> = (0..CLIENTS)
             .map(|id| tokio::spawn(client(cluster.clone(), plan, id, history.clone())))
@@ -319,7 +316,7 @@ fn run_counted(plan: Plan, counts: &mut Counts) -> Vec<String> {
                 0,
                 "{plan:?}: hints left 300 s after healing"
             );
-            stop.send(true).unwrap();
+            stop_workers(&workers, Duration::from_secs(5)).await;
             for task in background {
                 task.await.unwrap();
             }

@@ -4,24 +4,34 @@
 //! - **Liveness** comes from SWIM and phi ([`Gossip`]): the coordinator only asks its
 //!   `MembershipView` who is alive.
 //! - **The ring** comes from the [`Roster`]: the static `cluster.nodes` list when one is given,
-//!   otherwise every node that membership has shown, in the order they joined.
+//!   otherwise every node that membership has shown, in the order they joined. It is held by the
+//!   [`Topology`], which every placement question asks (the API's plan, the coordinator, and later
+//!   streaming and anti-entropy).
 //! - **Addresses** live in the [`Directory`], from `cluster.nodes` and then from membership.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
-use tessera_cluster::{Coordinator, CoordinatorConfig, NodeId, Replica, StorageRunner, Transport};
+use tessera_cluster::Topology;
+use tessera_cluster::{
+    Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
+};
+use tessera_layout::Layout;
 use tessera_membership::MemberId;
-use tessera_ring::{PartitionId, PartitionScheme, Ring};
+use tessera_ring::{PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
+use tessera_worker::Runner;
 
 use crate::config::{Config, TransportKind};
+use crate::gossip::events::EventQueue;
 use crate::gossip::Gossip;
-use crate::node::{NodeError, NodeIdentity, Store};
+use crate::identity::NodeIdentity;
 use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
 use crate::roster::Roster;
+use crate::schema_sync::SchemaPushes;
+use crate::storage::{Hints, Store};
 
 /// How a running node reaches its peers (`cluster.transport` picks the implementation).
 pub type PeerTransport = Arc<dyn Transport>;
@@ -32,22 +42,44 @@ pub type NodeCoordinator = Coordinator<PeerTransport, Arc<Gossip>, RocksEngine>;
 /// The hint delivery of a running node.
 pub type NodeHandoff = HintDelivery<PeerTransport, Arc<Gossip>, RocksEngine>;
 
+/// Why the cluster side of a node could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot build the ring: {0}")]
+    Ring(#[from] tessera_ring::RingError),
+    #[error("cannot set up the internal transport: {0}")]
+    Transport(String),
+    #[error("cannot set up membership: {0}")]
+    Membership(#[from] tessera_membership::MembershipError),
+    #[error("cannot start the group commit: {0}")]
+    Workers(#[from] tessera_worker::RunnerError),
+    #[error(transparent)]
+    Storage(#[from] tessera_storage::StorageError),
+}
+
 /// Everything a node knows and uses about the other nodes.
 pub struct ClusterState {
-    pub secret: ClusterSecret,
-    pub directory: Directory,
-    pub gossip: Arc<Gossip>,
-    pub transport: PeerTransport,
-    pub coordinator: Arc<NodeCoordinator>,
-    pub replica: Arc<Replica<RocksEngine>>,
-    pub handoff: Arc<NodeHandoff>,
+    pub(crate) secret: ClusterSecret,
+    pub(crate) directory: Directory,
+    pub(crate) gossip: Arc<Gossip>,
+    pub(crate) transport: PeerTransport,
+    pub(crate) coordinator: Arc<NodeCoordinator>,
+    pub(crate) replica: Arc<Replica<RocksEngine>>,
+    pub(crate) handoff: Arc<NodeHandoff>,
+    /// The rings in force: where every partition lives.
+    pub(crate) topology: Topology,
+    /// What membership learned that needs the disk, for the `membership-events` worker.
+    pub(crate) events: EventQueue,
+    /// New tables, for the `schema-push` worker.
+    pub(crate) schema_pushes: SchemaPushes,
     /// True when the ring is the fixed `cluster.nodes` list.
     static_ring: bool,
     scheme: PartitionScheme,
     ring_replicas: u32,
     store: Arc<Store>,
     roster: Mutex<Roster>,
-    ring: RwLock<Arc<Ring>>,
 }
 
 impl ClusterState {
@@ -58,9 +90,11 @@ impl ClusterState {
         identity: &NodeIdentity,
         scheme: PartitionScheme,
         store: Arc<Store>,
-    ) -> Result<Self, NodeError> {
+        hints: Arc<Hints>,
+        workers: &Runner,
+    ) -> Result<Self, ClusterError> {
         let node_id = identity.node_id.as_str();
-        let members = config.cluster.members().map_err(NodeError::Config)?;
+        let members = config.cluster.members()?;
         let static_ring = !members.is_empty();
         let roster = if static_ring {
             let mut roster = Roster::default();
@@ -80,8 +114,7 @@ impl ClusterState {
             Ring::new(scheme, ids, config.cluster.ring_replicas)
         } else {
             roster.ring(scheme, config.cluster.ring_replicas)
-        }
-        .map_err(|e| NodeError::Ring(e.to_string()))?;
+        }?;
 
         let listen = config.node.listen;
         let directory = Directory::new(
@@ -104,8 +137,7 @@ impl ClusterState {
             MemberId::new(node_id, listen.to_string(), generation),
             config.membership.swim(),
             seeds,
-        )
-        .map_err(|e| NodeError::Membership(e.to_string()))?;
+        )?;
         let gossip = Arc::new(gossip);
 
         let secret = ClusterSecret::new(config.cluster.secret.clone());
@@ -128,7 +160,7 @@ impl ClusterState {
                     secret.clone(),
                     directory.clone(),
                 )
-                .map_err(|e| NodeError::Transport(e.to_string()))?,
+                .map_err(|e| ClusterError::Transport(e.to_string()))?,
             ),
         };
         let timeout = Duration::from_millis(config.requests.timeout_ms);
@@ -139,33 +171,32 @@ impl ClusterState {
         } else {
             StorageRunner::InPlace
         };
+        let writer = RowWriter::start(store.clone(), runner, workers)?;
         let coordinator = Arc::new(Coordinator::new(
             node_id,
-            store.clone(),
+            writer.clone(),
+            hints.clone(),
             transport.clone(),
             gossip.clone(),
             CoordinatorConfig {
                 timeout,
                 forward_timeout: timeout * 2,
                 storage: runner,
+                background_tasks: config.background.max_tasks,
+                background_bytes: config.background.max_mb << 20,
             },
         ));
         let handoff = Arc::new(HintDelivery::new(
             node_id,
-            store.clone(),
+            hints.clone(),
             transport.clone(),
             gossip.clone(),
             HandoffConfig {
                 hint_window: Duration::from_secs(config.hints.window_secs),
-                max_hints_per_second: config.hints.delivery_per_second,
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::sharing(
-            node_id,
-            coordinator.writer().clone(),
-            runner,
-        ));
+        let replica = Arc::new(Replica::new(node_id, writer, hints, runner));
         replica.set_coordinator(&coordinator);
         Ok(Self {
             secret,
@@ -175,21 +206,20 @@ impl ClusterState {
             coordinator,
             replica,
             handoff,
+            events: EventQueue::default(),
+            schema_pushes: SchemaPushes::default(),
             static_ring,
             scheme,
             ring_replicas: config.cluster.ring_replicas,
             store,
             roster: Mutex::new(roster),
-            ring: RwLock::new(Arc::new(ring)),
+            topology: Topology::new(Some(Layout::first(ring))),
         })
     }
 
-    /// The ring as of now.
+    /// The current ring.
     pub fn ring(&self) -> Arc<Ring> {
-        self.ring
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        Arc::new(self.topology.ring().expect("a layout is set at start"))
     }
 
     /// Whether the ring is the fixed `cluster.nodes` list (else: discovered by membership).
@@ -200,7 +230,7 @@ impl ClusterState {
     /// Adds a node membership has shown to the roster (when the ring is discovered), persists
     /// the roster, and moves to the ring that includes it. Returns whether the node was new.
     /// Blocking: it writes `meta`.
-    pub fn learn_node(&self, node: &str, created_at_ms: u64) -> Result<bool, NodeError> {
+    pub fn learn_node(&self, node: &str, created_at_ms: u64) -> Result<bool, ClusterError> {
         if self.static_ring {
             return Ok(false);
         }
@@ -209,23 +239,11 @@ impl ClusterState {
         if !next.add(node, created_at_ms) {
             return Ok(false);
         }
-        let ring = next
-            .ring(self.scheme, self.ring_replicas)
-            .map_err(|e| NodeError::Ring(e.to_string()))?;
+        let ring = next.ring(self.scheme, self.ring_replicas)?;
         next.save(&self.store)?;
         *roster = next;
-        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+        self.topology.adopt(Layout::first(ring));
         Ok(true)
-    }
-
-    /// The replicas of a partition for a table of replication `n`, in preference order.
-    pub fn replicas(&self, partition: PartitionId, n: u32) -> Vec<NodeId> {
-        self.ring().preference_list(partition, n as usize)
-    }
-
-    /// The nodes that stand in for down replicas of a partition (sloppy quorum), in ring order.
-    pub fn fallbacks(&self, partition: PartitionId, n: u32) -> Vec<NodeId> {
-        self.ring().fallbacks(partition, n as usize)
     }
 
     /// Every other node with a known address.

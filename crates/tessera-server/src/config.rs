@@ -20,6 +20,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub storage: StorageConfig,
     pub hints: HintsConfig,
+    pub background: BackgroundConfig,
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
     pub membership: MembershipConfig,
@@ -110,10 +111,20 @@ pub struct HintsConfig {
     pub delivery_per_second: u32,
 }
 
+/// Bounds on the short background tasks that outlive their request: a write's replication
+/// stragglers and a read's repairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackgroundConfig {
+    pub max_tasks: u32,
+    pub max_mb: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestsConfig {
     pub timeout_ms: u64,
+    pub body_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +315,20 @@ impl Config {
         }
         if self.hints.window_secs == 0 {
             return Err(invalid("hints.window_secs", &0, "must be at least 1"));
+        }
+        if !(1..4096).contains(&self.background.max_mb) {
+            return Err(invalid(
+                "background.max_mb",
+                &self.background.max_mb,
+                "must be from 1 to 4095",
+            ));
+        }
+        if self.requests.body_timeout_ms == 0 {
+            return Err(invalid(
+                "requests.body_timeout_ms",
+                &0,
+                "must be at least 1",
+            ));
         }
         if self.requests.timeout_ms == 0 {
             return Err(invalid("requests.timeout_ms", &0, "must be at least 1"));

@@ -1,19 +1,38 @@
-//! The Tessera node: configuration, storage assembly and the HTTP API.
+//! The Tessera node: configuration, storage assembly, the HTTP API, and the node's background
+//! workers.
 //!
-//! [`serve`] opens a node from a [`Config`], binds its address, serves the API until the shutdown
-//! future completes, lets in-flight requests finish, and closes RocksDB cleanly.
+//! [`serve`] opens a node from a [`Config`], binds its address, starts its workers, serves the API
+//! until the shutdown future completes, then stops in order: requests, internal streams, the
+//! background tasks of the coordinator, the workers, and finally RocksDB.
+//!
+//! Module map, from the outside in:
+//! - [`config`]: the settings, from embedded defaults, a file, the environment and flags;
+//! - `api`: the HTTP routes (client, operations, internal), their extractors and error mapping;
+//! - `node`: the [`Node`] every handler and worker shares, assembled from the pieces below;
+//! - `storage` and `identity`: the RocksDB engine, the cell and hint stores over it, and whose
+//!   data dir it is;
+//! - `schema`: tables, persisted in `meta`; `schema_sync` pushes new ones to peers;
+//! - `cluster`: what a node knows of the others (the topology of rings, the coordinator and
+//!   replica, hint delivery), built from `roster` (which nodes own partitions);
+//! - `gossip`: the membership worker (SWIM over UDP) and the worker that applies what it learns;
+//! - `peer`: the internal transports (a multiplexed stream, or HTTP) and the peer directory;
+//! - `consistency`: levels (`one`, `quorum`, ...) resolved against a table's N;
+//! - `metrics`: the Prometheus registry behind `/metrics`.
 
-pub mod api;
-pub mod cluster;
 pub mod config;
-pub mod consistency;
-pub mod gossip;
-pub mod metrics;
-pub mod node;
-pub mod peer;
-pub mod roster;
-pub mod schema;
-pub mod schema_sync;
+
+mod api;
+mod cluster;
+mod consistency;
+mod gossip;
+mod identity;
+mod metrics;
+mod node;
+mod peer;
+mod roster;
+mod schema;
+mod schema_sync;
+mod storage;
 
 use std::future::Future;
 use std::io::Write;
@@ -46,6 +65,34 @@ pub enum ServeError {
 
 /// How long a stopping node lets internal streams finish the requests they already took.
 const STREAM_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping node waits for replication stragglers and read repairs...
+const BACKGROUND_DRAIN: Duration = Duration::from_secs(2);
+/// ...and then for the stragglers to store their hints.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
+/// How long each group of workers has to stop.
+const WORKER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Starts the node's service workers (its storage workers started with it): membership over
+/// `udp`, what membership learns, schema pushes and hint delivery.
+fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), NodeError> {
+    let workers = &node.workers;
+    workers.spawn(gossip::runtime::MembershipWorker::new(node.clone(), udp))?;
+    if let Some(applier) = gossip::events::EventApplier::new(node.clone()) {
+        workers.spawn(applier)?;
+    }
+    if let Some(pusher) = schema_sync::SchemaPusher::new(node.clone()) {
+        workers.spawn(pusher)?;
+    }
+    let delivery_rate = u64::from(node.config.hints.delivery_per_second);
+    workers.spawn_with(
+        tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
+        tessera_worker::WorkerOptions {
+            max_rate: (delivery_rate > 0).then_some(delivery_rate),
+            ..tessera_worker::WorkerOptions::default()
+        },
+    )?;
+    Ok(())
+}
 
 /// Runs a node until `shutdown` completes.
 ///
@@ -79,14 +126,7 @@ pub async fn serve(
         writeln!(stdout, "tessera listening on http://{local}")?;
         stdout.flush()?;
     }
-    let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
-    let membership = tokio::spawn(gossip::runtime::run(
-        node.clone(),
-        udp,
-        tasks_stopped.clone(),
-    ));
-    let handoff = node.cluster.handoff.clone();
-    let hint_delivery = tokio::spawn(async move { handoff.run(tasks_stopped).await });
+    start_workers(&node, udp)?;
     // Internal streams interleave small frames in both directions: Nagle's algorithm would hold
     // each answer back until the previous one is acknowledged.
     let listener = listener.tap_io(|tcp| {
@@ -105,9 +145,17 @@ pub async fn serve(
             "internal streams still busy after the grace period"
         );
     }
-    let _ = stop_tasks.send(true);
-    let _ = membership.await;
-    let _ = hint_delivery.await;
+    // Replication stragglers and read repairs first: those still running at the deadline keep
+    // their copies as hints, which needs the storage workers still running.
+    node.cluster
+        .coordinator
+        .background()
+        .drain(BACKGROUND_DRAIN, BACKGROUND_GRACE)
+        .await;
+    let stopped = node.workers.shutdown(WORKER_DEADLINE).await;
+    if !stopped.aborted.is_empty() {
+        tracing::warn!(node = node.id(), aborted = ?stopped.aborted, "workers did not stop in time");
+    }
     tracing::info!(node = node.id(), "closing storage");
     node.store.engine().flush()?;
     Ok(())

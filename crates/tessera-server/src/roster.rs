@@ -48,6 +48,7 @@ impl Roster {
         store.put_meta(ROSTER_KEY, &encode_versioned("roster", self)?)
     }
 
+    #[cfg(test)]
     pub fn entries(&self) -> &[RosterEntry] {
         &self.entries
     }

@@ -2,11 +2,12 @@
 //!
 //! The in-memory engine stands in for RocksDB in simulations, which is only
 //! sound if the two behave identically; running this one suite against both
-//! is how we know they do. It is public so engines written elsewhere (for
-//! example a fault-injecting wrapper) can be held to the same contract.
-//! Failures panic, as in any test.
+//! is how we know they do. It is public, behind the `test-support` feature, so
+//! engines written elsewhere (for example a fault-injecting wrapper) can be
+//! held to the same contract; product builds do not compile it. Failures
+//! panic, as in any test.
 
-use crate::engine::{ColumnFamily, Engine, KvPairs as Pairs, WriteBatch};
+use crate::engine::{ColumnFamily, Engine, EngineRead, KvPairs as Pairs, WriteBatch};
 
 type Check<E> = fn(&E);
 
@@ -28,6 +29,27 @@ pub fn run_all<E: Engine>(make: &mut dyn FnMut() -> E) {
         ("large_values", large_values),
         ("binary_keys_sort_bytewise", binary_keys_sort_bytewise),
         ("stats", stats),
+        ("iter_order_and_bounds", iter_order_and_bounds),
+        (
+            "iter_reads_as_of_its_creation",
+            iter_reads_as_of_its_creation,
+        ),
+        (
+            "snapshot_sees_exactly_what_was_there",
+            snapshot_sees_exactly_what_was_there,
+        ),
+        (
+            "snapshot_is_isolated_from_later_writes",
+            snapshot_is_isolated_from_later_writes,
+        ),
+        (
+            "snapshot_dropped_after_more_writes",
+            snapshot_dropped_after_more_writes,
+        ),
+        (
+            "iterating_a_snapshot_while_writing",
+            iterating_a_snapshot_while_writing,
+        ),
     ];
     for (name, check) in checks {
         // Shown with the panic message when a check fails.
@@ -35,6 +57,8 @@ pub fn run_all<E: Engine>(make: &mut dyn FnMut() -> E) {
         let engine = make();
         check(&engine);
     }
+    eprintln!("engine conformance: snapshot_outlives_its_engine");
+    snapshot_outlives_its_engine(make());
 }
 
 fn put<E: Engine>(engine: &E, cf: ColumnFamily, key: &[u8], value: &[u8]) {
@@ -408,4 +432,413 @@ fn stats<E: Engine>(engine: &E) {
         data.live_bytes
     );
     assert_eq!(engine.stats(ColumnFamily::Meta).unwrap().keys, 0);
+}
+
+/// Everything `view` holds in `cf`, read with `iter`.
+fn iter_all<R: EngineRead + ?Sized>(view: &R, cf: ColumnFamily) -> Pairs {
+    iter_range(view, cf, &[], None)
+}
+
+fn iter_range<R: EngineRead + ?Sized>(
+    view: &R,
+    cf: ColumnFamily,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> Pairs {
+    view.iter(cf, start, end)
+        .collect::<Result<Pairs, _>>()
+        .unwrap()
+}
+
+/// What every column family of `view` holds, by all three reads, which must agree.
+fn contents<R: EngineRead + ?Sized>(view: &R) -> Vec<Pairs> {
+    ColumnFamily::ALL
+        .iter()
+        .map(|&cf| {
+            let scanned = view.scan(cf, &[], None, usize::MAX).unwrap();
+            assert_eq!(iter_all(view, cf), scanned, "iter and scan of {cf:?}");
+            for (key, value) in &scanned {
+                assert_eq!(
+                    view.get(cf, key).unwrap().as_ref(),
+                    Some(value),
+                    "get of {cf:?}"
+                );
+            }
+            scanned
+        })
+        .collect()
+}
+
+/// Puts `keys` into every column family, each value naming its family.
+fn fill_all<E: Engine>(engine: &E, keys: &[&[u8]]) {
+    let mut batch = WriteBatch::new();
+    for cf in ColumnFamily::ALL {
+        for key in keys {
+            batch.put(cf, *key, [cf.name().as_bytes(), b":", key].concat());
+        }
+    }
+    engine.write(batch).unwrap();
+}
+
+/// A snapshot must be an owned value a job can move to another thread or keep across awaits.
+fn assert_owned<T: Send + Sync + 'static>(_: &T) {}
+
+fn iter_order_and_bounds<E: Engine>(engine: &E) {
+    let cf = ColumnFamily::Data;
+    // Prefixes of one another, and 0x00 / 0xff bytes, in sorted order.
+    let sorted: &[&[u8]] = &[
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"\x00\xff",
+        b"a",
+        b"ab",
+        b"ab\x00",
+        b"abc",
+        b"ab\xff",
+        b"b",
+        b"\xff",
+        b"\xff\x00",
+        b"\xff\xff",
+        b"\xff\xff\xff",
+    ];
+    let mut shuffled = sorted.to_vec();
+    shuffled.reverse();
+    fill(engine, cf, &shuffled);
+    fill(engine, ColumnFamily::Meta, &[b"a", b"zz"]);
+    let snapshot = engine.snapshot();
+    let range = |view: &dyn EngineRead, start: &[u8], end: Option<&[u8]>| {
+        let pairs = iter_range(view, cf, start, end);
+        assert_eq!(
+            pairs,
+            view.scan(cf, start, end, usize::MAX).unwrap(),
+            "iter and scan of {start:x?}..{end:x?}"
+        );
+        keys(&pairs)
+    };
+    let none = Vec::<Vec<u8>>::new();
+    for view in [engine as &dyn EngineRead, &snapshot as &dyn EngineRead] {
+        assert_eq!(
+            range(view, b"", None),
+            owned(sorted),
+            "everything, in byte order"
+        );
+        assert_eq!(
+            iter_all(view, cf)[7],
+            (b"abc".to_vec(), b"v:abc".to_vec()),
+            "values come back"
+        );
+        assert_eq!(
+            range(view, b"ab", Some(b"ab\xff")),
+            owned(&sorted[5..8]),
+            "a prefix's range"
+        );
+        assert_eq!(range(view, b"ab", Some(b"b")), owned(&sorted[5..9]));
+        assert_eq!(
+            range(view, b"ab\x00", None),
+            owned(&sorted[6..]),
+            "open end"
+        );
+        assert_eq!(
+            range(view, b"\x00", Some(b"\x00\xff")),
+            owned(&sorted[1..3])
+        );
+        assert_eq!(
+            range(view, b"\xff", Some(b"\xff\xff")),
+            owned(&sorted[10..12])
+        );
+        assert_eq!(
+            range(view, b"\xff\xff\xff\x00", None),
+            none,
+            "after the last key"
+        );
+        assert_eq!(
+            range(view, b"", Some(b"")),
+            none,
+            "empty range at the start"
+        );
+        assert_eq!(range(view, b"ab", Some(b"ab")), none, "empty range");
+        assert_eq!(range(view, b"b", Some(b"a")), none, "inverted range");
+        assert_eq!(
+            range(view, b"\xff\xff", Some(b"\x00")),
+            none,
+            "inverted range"
+        );
+        assert_eq!(
+            keys(&iter_all(view, ColumnFamily::Meta)),
+            owned(&[b"a", b"zz"]),
+            "one family at a time"
+        );
+        assert!(iter_all(view, ColumnFamily::Hints).is_empty());
+    }
+    // Lazy: taking a few pairs of a long range reads only those.
+    let mut batch = WriteBatch::new();
+    for i in 0u32..2_000 {
+        batch.put(ColumnFamily::Hints, i.to_be_bytes(), i.to_le_bytes());
+    }
+    engine.write(batch).unwrap();
+    let first: Pairs = engine
+        .iter(ColumnFamily::Hints, &[], None)
+        .take(3)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        keys(&first),
+        (0u32..3)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect::<Vec<_>>()
+    );
+    // Long enough to cross any chunking an engine does, and in order across it.
+    let all = iter_all(engine, ColumnFamily::Hints);
+    assert_eq!(all.len(), 2_000);
+    for (i, (key, value)) in (0u32..).zip(&all) {
+        assert_eq!(
+            (key.as_slice(), value.as_slice()),
+            (&i.to_be_bytes()[..], &i.to_le_bytes()[..])
+        );
+    }
+    let middle = iter_range(
+        engine,
+        ColumnFamily::Hints,
+        &100u32.to_be_bytes(),
+        Some(&1_900u32.to_be_bytes()),
+    );
+    assert_eq!(middle.len(), 1_800);
+    assert_eq!(middle[0].0, 100u32.to_be_bytes().to_vec());
+    assert_eq!(middle[1_799].0, 1_899u32.to_be_bytes().to_vec());
+}
+
+/// A live iterator reads one consistent view, taken when it is created: writes made while it is
+/// consumed (here on the same thread, which must not deadlock) are not seen.
+fn iter_reads_as_of_its_creation<E: Engine>(engine: &E) {
+    let cf = ColumnFamily::Data;
+    let mut batch = WriteBatch::new();
+    for i in 0u32..500 {
+        batch.put(cf, i.to_be_bytes(), b"old".as_slice());
+    }
+    engine.write(batch).unwrap();
+    let mut iter = engine.iter(cf, &[], None);
+    let mut seen = Vec::new();
+    for i in 0u32..500 {
+        let (key, value) = iter.next().unwrap().unwrap();
+        assert_eq!(value, b"old", "key {i}");
+        seen.push(key);
+        let mut batch = WriteBatch::new();
+        // Overwrite what is ahead, delete a range ahead, add keys ahead.
+        batch.put(cf, (i + 1).to_be_bytes(), b"new".as_slice());
+        batch.delete_range(cf, (i + 2).to_be_bytes(), (i + 4).to_be_bytes());
+        batch.put(
+            cf,
+            [(i + 2).to_be_bytes().as_slice(), b"+"].concat(),
+            b"new".as_slice(),
+        );
+        engine.write(batch).unwrap();
+    }
+    assert!(iter.next().is_none());
+    assert_eq!(
+        seen,
+        (0u32..500)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect::<Vec<_>>()
+    );
+    // A new iterator sees the writes.
+    assert!(iter_all(engine, cf).iter().any(|(_, v)| v == b"new"));
+}
+
+fn snapshot_sees_exactly_what_was_there<E: Engine>(engine: &E) {
+    let empty = engine.snapshot();
+    assert_owned(&empty);
+    assert!(
+        contents(&empty).iter().all(Vec::is_empty),
+        "an empty engine's snapshot"
+    );
+
+    fill_all(engine, &[b"a", b"b", b"c", b"d", b"e", b"f"]);
+    let mut batch = WriteBatch::new();
+    batch.put(
+        ColumnFamily::Data,
+        b"b".as_slice(),
+        b"overwritten".as_slice(),
+    );
+    batch.delete(ColumnFamily::Meta, b"c".as_slice());
+    batch.delete_range(ColumnFamily::Hints, b"b".as_slice(), b"e".as_slice());
+    engine.write(batch).unwrap();
+    let expected = contents(engine);
+    let snapshot = engine.snapshot();
+    assert_eq!(contents(&snapshot), expected);
+    assert_eq!(
+        snapshot.get(ColumnFamily::Data, b"b").unwrap(),
+        Some(b"overwritten".to_vec())
+    );
+    assert_eq!(snapshot.get(ColumnFamily::Meta, b"c").unwrap(), None);
+    assert_eq!(
+        keys(
+            &snapshot
+                .scan(ColumnFamily::Hints, &[], None, usize::MAX)
+                .unwrap()
+        ),
+        owned(&[b"a", b"e", b"f"])
+    );
+    assert_eq!(
+        snapshot
+            .scan(ColumnFamily::Data, b"b", Some(b"e"), 2)
+            .unwrap(),
+        vec![
+            (b"b".to_vec(), b"overwritten".to_vec()),
+            (b"c".to_vec(), b"data:c".to_vec())
+        ],
+        "bounded scans of a snapshot"
+    );
+    // The first snapshot still shows nothing.
+    assert!(contents(&empty).iter().all(Vec::is_empty));
+}
+
+fn snapshot_is_isolated_from_later_writes<E: Engine>(engine: &E) {
+    fill_all(engine, &[b"a", b"b", b"c", b"d", b"e", b"f", b"g"]);
+    let before = contents(engine);
+    let snapshot = engine.snapshot();
+    // Each kind of write, in every column family.
+    for cf in ColumnFamily::ALL {
+        put(engine, cf, b"b", b"overwritten");
+        put(engine, cf, b"new", b"added");
+        put(engine, cf, b"", b"added");
+        let mut batch = WriteBatch::new();
+        batch.delete(cf, b"a".as_slice());
+        batch.delete_range(cf, b"c".as_slice(), b"f".as_slice());
+        engine.write(batch).unwrap();
+    }
+    assert_eq!(contents(&snapshot), before, "the snapshot");
+    for cf in ColumnFamily::ALL {
+        assert_eq!(
+            snapshot.get(cf, b"a").unwrap(),
+            Some([cf.name(), ":a"].concat().into_bytes())
+        );
+        assert_eq!(snapshot.get(cf, b"new").unwrap(), None);
+        assert_eq!(
+            keys(&engine.scan(cf, &[], None, usize::MAX).unwrap()),
+            owned(&[b"", b"b", b"f", b"g", b"new"]),
+            "the engine"
+        );
+    }
+    // Flushed to disk and written over again: the snapshot still reads what it saw.
+    engine.flush().unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete_range(ColumnFamily::Data, b"".as_slice(), b"\xff".as_slice());
+    engine.write(batch).unwrap();
+    engine.flush().unwrap();
+    assert_eq!(contents(&snapshot), before, "the snapshot, after flushes");
+    assert!(scan_all(engine, ColumnFamily::Data).is_empty());
+}
+
+fn snapshot_dropped_after_more_writes<E: Engine>(engine: &E) {
+    let cf = ColumnFamily::Data;
+    let write_generation = |generation: u8| {
+        let mut batch = WriteBatch::new();
+        for i in 0u16..300 {
+            batch.put(cf, i.to_be_bytes(), [generation]);
+        }
+        engine.write(batch).unwrap();
+    };
+    write_generation(0);
+    let snapshots: Vec<_> = (1u8..=3)
+        .map(|generation| {
+            let snapshot = engine.snapshot();
+            write_generation(generation);
+            snapshot
+        })
+        .collect();
+    engine.flush().unwrap();
+    write_generation(4);
+    // Dropped out of order, each after more writes; each read only its own generation.
+    let mut snapshots: Vec<_> = snapshots.into_iter().enumerate().collect();
+    snapshots.swap(0, 1);
+    for (generation, snapshot) in snapshots {
+        let pairs = iter_all(&snapshot, cf);
+        assert_eq!(pairs.len(), 300);
+        assert!(
+            pairs.iter().all(|(_, v)| v == &[generation as u8]),
+            "generation {generation}"
+        );
+        drop(snapshot);
+        write_generation(5);
+    }
+    // The engine is unharmed and a new snapshot reads the latest.
+    let latest = engine.snapshot();
+    assert!(iter_all(&latest, cf).iter().all(|(_, v)| v == &[5]));
+    assert_eq!(scan_all(engine, cf).len(), 300);
+}
+
+/// A snapshot is read, on this thread and others, while writers change every key it holds.
+fn iterating_a_snapshot_while_writing<E: Engine>(engine: &E) {
+    const KEYS: u32 = 1_000;
+    let cf = ColumnFamily::Data;
+    let mut batch = WriteBatch::new();
+    for i in 0..KEYS {
+        batch.put(cf, i.to_be_bytes(), b"before".as_slice());
+    }
+    engine.write(batch).unwrap();
+    let snapshot = engine.snapshot();
+    let check = |pairs: Pairs| {
+        assert_eq!(pairs.len(), KEYS as usize);
+        for (i, (key, value)) in (0..KEYS).zip(&pairs) {
+            assert_eq!(key, &i.to_be_bytes().to_vec());
+            assert_eq!(value, b"before");
+        }
+    };
+    std::thread::scope(|scope| {
+        let snapshot = &snapshot;
+        for writer in 0u32..2 {
+            scope.spawn(move || {
+                for round in 0u32..50 {
+                    let mut batch = WriteBatch::new();
+                    for i in (writer..KEYS).step_by(7) {
+                        batch.put(cf, i.to_be_bytes(), round.to_be_bytes());
+                    }
+                    batch.delete_range(
+                        cf,
+                        (round * 10).to_be_bytes(),
+                        (round * 10 + 5).to_be_bytes(),
+                    );
+                    engine.write(batch).unwrap();
+                }
+            });
+        }
+        scope.spawn(move || {
+            for _ in 0..5 {
+                check(iter_all(snapshot, cf));
+            }
+        });
+        // And here, writing between steps of the iterator.
+        let mut pairs = Vec::new();
+        for (step, pair) in (0u32..).zip(snapshot.iter(cf, &[], None)) {
+            pairs.push(pair.unwrap());
+            if step % 100 == 0 {
+                let mut batch = WriteBatch::new();
+                batch.delete_range(cf, step.to_be_bytes(), KEYS.to_be_bytes());
+                engine.write(batch).unwrap();
+            }
+        }
+        check(pairs);
+    });
+    check(snapshot.scan(cf, &[], None, usize::MAX).unwrap());
+}
+
+/// A snapshot owns what it reads: it outlives the engine it was taken from.
+fn snapshot_outlives_its_engine<E: Engine>(engine: E) {
+    fill_all(&engine, &[b"k"]);
+    let snapshot = engine.snapshot();
+    drop(engine);
+    let held = std::thread::spawn(move || {
+        assert_eq!(
+            contents(&snapshot)[0],
+            vec![(b"k".to_vec(), b"data:k".to_vec())]
+        );
+        snapshot
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        held.get(ColumnFamily::Meta, b"k").unwrap(),
+        Some(b"meta:k".to_vec())
+    );
 }

@@ -3,15 +3,17 @@
 //! Everything above this module talks to storage through [`Engine`], so the
 //! cluster can run on RocksDB in production and on the in-memory engine in
 //! deterministic simulations. The contract is deliberately small: point gets,
-//! bounded ascending scans, and atomic batches across column families. Both
-//! implementations are checked against the same suite in
-//! [`crate::conformance`].
+//! bounded ascending scans and range iterators ([`EngineRead`]), atomic batches
+//! across column families, and snapshots that read every column family as of
+//! one moment ([`Engine::snapshot`], for streaming and Merkle trees). Both
+//! implementations are checked against the same suite in `conformance` (behind
+//! the `test-support` feature).
 
 use std::sync::Arc;
 
 use crate::error::StorageError;
 
-/// Key-value pairs in key order, as returned by [`Engine::scan`].
+/// Key-value pairs in key order, as returned by [`EngineRead::scan`].
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A column family: an independent, ordered key space.
@@ -162,10 +164,19 @@ pub struct CfStats {
     pub keys: u64,
 }
 
-/// An ordered key-value store with column families and atomic batches.
+/// One `(key, value)` pair of a range, or the error that ended it.
+pub type KvItem = Result<(Vec<u8>, Vec<u8>), StorageError>;
+
+/// Ascending `(key, value)` pairs of a range, yielded one at a time (see [`EngineRead::iter`]).
+///
+/// An error is an item, and the iterator ends after it: an iterator that stopped because of an
+/// I/O error must not look like the end of the range.
+pub type KvIter<'a> = Box<dyn Iterator<Item = KvItem> + Send + 'a>;
+
+/// The reads every view of an engine offers: the live engine, and a [`Engine::snapshot`].
 ///
 /// Calls block; async callers run them in `spawn_blocking`.
-pub trait Engine: Send + Sync + 'static {
+pub trait EngineRead: Send + Sync {
     /// The value of `key`, if present.
     fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
@@ -178,6 +189,31 @@ pub trait Engine: Send + Sync + 'static {
         limit: usize,
     ) -> Result<KvPairs, StorageError>;
 
+    /// Ascending `(key, value)` pairs of `[start, end)` (end `None` = to the end of the CF),
+    /// read one at a time rather than collected, so a range of any size costs the memory of one
+    /// pair. An empty or inverted range yields nothing.
+    ///
+    /// On a snapshot it reads the snapshot. On the live engine it reads one consistent view,
+    /// taken when the iterator is created (writes made while it runs are not seen), and holds no
+    /// lock that a writer waits on.
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_>;
+}
+
+/// An ordered key-value store with column families, atomic batches and snapshots.
+///
+/// Calls block; async callers run them in `spawn_blocking`.
+pub trait Engine: EngineRead + 'static {
+    /// A consistent, point-in-time read view of every column family.
+    ///
+    /// It owns what it needs (`'static`), so a job can keep it across `.await`s and read it a
+    /// chunk at a time, and it is unaffected by every write made after it was taken. While it
+    /// lives, the engine keeps what it sees (RocksDB: old versions are not compacted away), so
+    /// drop it when done.
+    type Snapshot: EngineRead + 'static;
+
+    /// A snapshot of everything written so far.
+    fn snapshot(&self) -> Self::Snapshot;
+
     /// Applies the whole batch atomically; on return it is in the WAL (and fsynced when
     /// the engine was opened with `sync_writes`).
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
@@ -189,8 +225,7 @@ pub trait Engine: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StorageError>;
 }
 
-/// Lets several owners (cell store, hints, Merkle trees) share one engine.
-impl<E: Engine> Engine for Arc<E> {
+impl<R: EngineRead + ?Sized> EngineRead for Arc<R> {
     fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         (**self).get(cf, key)
     }
@@ -205,6 +240,19 @@ impl<E: Engine> Engine for Arc<E> {
         (**self).scan(cf, start, end, limit)
     }
 
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_> {
+        (**self).iter(cf, start, end)
+    }
+}
+
+/// Lets an engine shared behind an `Arc` be passed where an engine is expected.
+impl<E: Engine> Engine for Arc<E> {
+    type Snapshot = E::Snapshot;
+
+    fn snapshot(&self) -> Self::Snapshot {
+        (**self).snapshot()
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
         (**self).write(batch)
     }
@@ -216,6 +264,11 @@ impl<E: Engine> Engine for Arc<E> {
     fn flush(&self) -> Result<(), StorageError> {
         (**self).flush()
     }
+}
+
+/// True when `[start, end)` holds no key.
+pub(crate) fn is_empty_range(start: &[u8], end: Option<&[u8]>) -> bool {
+    end.is_some_and(|end| end <= start)
 }
 
 #[cfg(test)]

@@ -21,13 +21,16 @@
 //! cannot fill the stand-in's disk: past the bound, storing fails with
 //! [`StorageError::HintLimit`] and the write counts that replica as failed.
 //!
-//! Counts per target are kept in memory (loaded by one scan on first use and
-//! updated by every hint operation), so checking the bound does not scan up to
-//! 100,000 keys per write. That is only exact while hints are written through
-//! one [`CellStore`] per engine, which is how a node is built.
+//! A [`HintStore`] owns all of this over an engine it shares with the node's
+//! [`CellStore`](crate::CellStore); the two use different column families and
+//! neither knows of the other. Counts per target are kept in memory (loaded by
+//! one scan on first use and updated by every hint operation), so checking the
+//! bound does not scan up to 100,000 keys per write. That is only exact while
+//! hints are written through one [`HintStore`] per engine, which is how a node
+//! is built.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +39,6 @@ use crate::codec::{decode_versioned, encode_versioned};
 use crate::engine::{ColumnFamily, Engine, WriteBatch};
 use crate::error::{hex_key, StorageError};
 use crate::keys::{key_successor, prefix_successor, validate_column, RowKey, TableId};
-use crate::store::CellStore;
 
 /// Default bound on hints stored for one target node.
 pub const DEFAULT_MAX_HINTS_PER_TARGET: u64 = 100_000;
@@ -228,27 +230,20 @@ impl Counts {
     }
 }
 
-/// The hint bookkeeping a [`CellStore`] carries: the bound and the counts.
-#[derive(Debug)]
-pub(crate) struct HintIndex {
+/// The hints a node keeps for other replicas, over an engine shared with its cell store.
+pub struct HintStore<E: Engine> {
+    engine: Arc<E>,
     max_per_target: u64,
     // None until first use. Held across each hint operation's engine calls so
     // counts and the bound stay exact under concurrent hint writers.
     counts: Mutex<Option<Counts>>,
 }
 
-impl Default for HintIndex {
-    fn default() -> Self {
-        Self {
-            max_per_target: DEFAULT_MAX_HINTS_PER_TARGET,
-            counts: Mutex::new(None),
-        }
-    }
-}
-
-impl HintIndex {
-    pub(crate) fn set_max_per_target(&mut self, max: u64) {
-        self.max_per_target = max;
+impl<E: Engine> std::fmt::Debug for HintStore<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HintStore")
+            .field("max_per_target", &self.max_per_target)
+            .finish_non_exhaustive()
     }
 }
 
@@ -271,29 +266,40 @@ fn load_counts<E: Engine>(engine: &E) -> Result<Counts, StorageError> {
     }
 }
 
-impl<E: Engine> CellStore<E> {
-    /// The same store, bounding hints per target at `max` instead of
-    /// [`DEFAULT_MAX_HINTS_PER_TARGET`].
-    pub fn with_max_hints_per_target(mut self, max: u64) -> Self {
-        self.hint_index_mut().set_max_per_target(max);
+impl<E: Engine> HintStore<E> {
+    /// The hints stored in `engine` (an engine, or an `Arc` of one shared with the cell store),
+    /// bounded at [`DEFAULT_MAX_HINTS_PER_TARGET`] per target. Given an `Arc`, name the engine
+    /// type (`HintStore::<E>::new`), as for [`CellStore::new`](crate::CellStore::new).
+    pub fn new(engine: impl Into<Arc<E>>) -> Self {
+        Self {
+            engine: engine.into(),
+            max_per_target: DEFAULT_MAX_HINTS_PER_TARGET,
+            counts: Mutex::new(None),
+        }
+    }
+
+    /// The same store, bounding hints per target at `max` instead.
+    pub fn with_max_per_target(mut self, max: u64) -> Self {
+        self.max_per_target = max;
         self
     }
 
     /// The bound on hints stored per target.
-    pub fn max_hints_per_target(&self) -> u64 {
-        self.hint_index().max_per_target
+    pub fn max_per_target(&self) -> u64 {
+        self.max_per_target
+    }
+
+    /// The engine underneath.
+    pub fn engine(&self) -> &Arc<E> {
+        &self.engine
     }
 
     // Only counts live under the lock, and every change to them happens after
     // the engine call succeeded, so a poisoned lock still guards valid counts.
     fn lock_counts(&self) -> Result<MutexGuard<'_, Option<Counts>>, StorageError> {
-        let mut guard = self
-            .hint_index()
-            .counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if guard.is_none() {
-            *guard = Some(load_counts(self.engine())?);
+            *guard = Some(load_counts(&*self.engine)?);
         }
         Ok(guard)
     }
@@ -301,8 +307,8 @@ impl<E: Engine> CellStore<E> {
     /// Stores a hint durably (in the WAL on return) and returns its key.
     ///
     /// Fails with [`StorageError::HintLimit`] when `hint.target` already has
-    /// [`max_hints_per_target`](Self::max_hints_per_target) hints here.
-    pub fn store_hint(&self, hint: &Hint) -> Result<HintKey, StorageError> {
+    /// [`max_per_target`](Self::max_per_target) hints here.
+    pub fn store(&self, hint: &Hint) -> Result<HintKey, StorageError> {
         validate_target(&hint.target)?;
         hint.row.validate()?;
         for (column, _) in &hint.cells {
@@ -317,7 +323,7 @@ impl<E: Engine> CellStore<E> {
             });
         };
         let count = counts.targets.get(&hint.target).map_or(0, |c| c.0);
-        let max = self.max_hints_per_target();
+        let max = self.max_per_target;
         if count >= max {
             return Err(StorageError::HintLimit {
                 target: hint.target.clone(),
@@ -334,35 +340,31 @@ impl<E: Engine> CellStore<E> {
         let bytes = (encoded.len() + value.len()) as u64;
         let mut batch = WriteBatch::new();
         batch.put(ColumnFamily::Hints, encoded, value);
-        self.engine().write(batch)?;
+        self.engine.write(batch)?;
         counts.next_sequence += 1;
         counts.add(&hint.target, bytes);
         Ok(key)
     }
 
-    /// Up to `limit` hints for `target`, oldest first.
-    pub fn hints_for(
-        &self,
-        target: &str,
-        limit: usize,
-    ) -> Result<Vec<(HintKey, Hint)>, StorageError> {
+    /// Up to `limit` hints for `target`, oldest first: the next batch to deliver.
+    pub fn oldest(&self, target: &str, limit: usize) -> Result<Vec<(HintKey, Hint)>, StorageError> {
         let (start, end) = target_range(target, None)?;
-        self.engine()
+        self.engine
             .scan(ColumnFamily::Hints, &start, Some(&end), limit)?
             .into_iter()
             .map(|(key, value)| Ok((HintKey::decode(&key)?, decode_hint(&key, &value)?)))
             .collect()
     }
 
-    /// Deletes these hints in one batch; returns how many were stored.
-    pub fn delete_hints(&self, keys: &[HintKey]) -> Result<u64, StorageError> {
+    /// Deletes these hints (delivered ones) in one batch; returns how many were stored.
+    pub fn delete(&self, keys: &[HintKey]) -> Result<u64, StorageError> {
         let mut guard = self.lock_counts()?;
         let mut batch = WriteBatch::new();
         let mut removed: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for key in keys {
             let encoded = key.encode()?;
             // Sizes keep the byte counts exact; a key already gone is skipped.
-            let Some(value) = self.engine().get(ColumnFamily::Hints, &encoded)? else {
+            let Some(value) = self.engine.get(ColumnFamily::Hints, &encoded)? else {
                 continue;
             };
             let entry = removed.entry(key.target.as_str()).or_default();
@@ -373,7 +375,7 @@ impl<E: Engine> CellStore<E> {
         if batch.is_empty() {
             return Ok(0);
         }
-        self.engine().write(batch)?;
+        self.engine.write(batch)?;
         let mut total = 0;
         if let Some(counts) = guard.as_mut() {
             for (target, (count, bytes)) in removed {
@@ -385,7 +387,7 @@ impl<E: Engine> CellStore<E> {
     }
 
     /// Every target with hints stored here, in name order.
-    pub fn hint_targets(&self) -> Result<Vec<HintTargetStats>, StorageError> {
+    pub fn targets(&self) -> Result<Vec<HintTargetStats>, StorageError> {
         let guard = self.lock_counts()?;
         Ok(guard
             .iter()
@@ -399,7 +401,7 @@ impl<E: Engine> CellStore<E> {
     }
 
     /// Hints stored for `target`.
-    pub fn count_hints(&self, target: &str) -> Result<u64, StorageError> {
+    pub fn count(&self, target: &str) -> Result<u64, StorageError> {
         let guard = self.lock_counts()?;
         Ok(guard
             .as_ref()
@@ -429,7 +431,7 @@ impl<E: Engine> CellStore<E> {
             };
             loop {
                 let pairs =
-                    self.engine()
+                    self.engine
                         .scan(ColumnFamily::Hints, &start, Some(&end), SCAN_CHUNK)?;
                 let exhausted = pairs.len() < SCAN_CHUNK;
                 let mut batch = WriteBatch::new();
@@ -440,7 +442,7 @@ impl<E: Engine> CellStore<E> {
                     batch.delete(ColumnFamily::Hints, key.clone());
                 }
                 if !batch.is_empty() {
-                    self.engine().write(batch)?;
+                    self.engine.write(batch)?;
                     if let Some(counts) = guard.as_mut() {
                         counts.remove(&target, count, bytes);
                     }

@@ -1,18 +1,33 @@
 //! An in-memory [`Engine`] over `BTreeMap`s, for deterministic simulation tests.
 //!
-//! It has the same semantics as the RocksDB engine (checked by
-//! [`crate::conformance`]) but no disk, no background threads and no
+//! It has the same semantics as the RocksDB engine (checked by the
+//! `conformance` suite) but no disk, no background threads and no
 //! nondeterminism. Clones share the same data, so a simulated node can
 //! "restart" by building a new store on a clone of its old engine.
+//!
+//! Each column family's tree is copy-on-write (`Arc<Tree>`): a snapshot or an
+//! iterator holds the trees as they are, and the first write to a tree that one
+//! of them still holds copies that tree. A snapshot is therefore cheap to take,
+//! but each snapshot can cost a copy of every column family written while it
+//! lives: fine for the tests this engine is for, not for production.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
+use crate::engine::{
+    is_empty_range, BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs,
+    WriteBatch,
+};
 use crate::error::StorageError;
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Every column family's tree, indexed by [`ColumnFamily::index`].
+type Trees = [Arc<Tree>; ColumnFamily::ALL.len()];
+
+/// Pairs an iterator copies out of its tree at a time: it holds no lock between them.
+const ITER_CHUNK: usize = 64;
 
 /// An in-memory engine. Cheap to clone; clones share data.
 #[derive(Clone, Debug, Default)]
@@ -20,13 +35,23 @@ pub struct MemoryEngine {
     // One lock over every column family so a batch spanning several is atomic.
     // Nothing that runs under it can panic (allocation failure aborts), so a
     // poisoned lock still guards consistent data and is recovered, not propagated.
-    trees: Arc<RwLock<[Tree; ColumnFamily::ALL.len()]>>,
+    trees: Arc<RwLock<Trees>>,
+}
+
+/// A snapshot of a [`MemoryEngine`]: the trees as they were (see the module docs for the cost).
+#[derive(Clone, Debug)]
+pub struct MemorySnapshot {
+    trees: Trees,
 }
 
 impl MemoryEngine {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn read_trees(&self) -> std::sync::RwLockReadGuard<'_, Trees> {
+        self.trees.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -42,10 +67,70 @@ fn remove_range(tree: &mut Tree, start: &[u8], end: &[u8]) {
     tree.append(&mut kept_tail);
 }
 
-impl Engine for MemoryEngine {
+fn scan_tree(tree: &Tree, start: &[u8], end: Option<&[u8]>, limit: usize) -> KvPairs {
+    if limit == 0 || is_empty_range(start, end) {
+        return Vec::new();
+    }
+    let upper = match end {
+        Some(end) => Bound::Excluded(end),
+        None => Bound::Unbounded,
+    };
+    tree.range::<[u8], _>((Bound::Included(start), upper))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Walks one tree a chunk at a time. It owns its tree (an `Arc`), so it borrows nothing, and it
+/// copies at most [`ITER_CHUNK`] pairs ahead.
+struct TreeIter {
+    tree: Arc<Tree>,
+    /// Where the next chunk starts; `None` once the range is done.
+    next: Option<Bound<Vec<u8>>>,
+    end: Option<Vec<u8>>,
+    chunk: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TreeIter {
+    fn new(tree: Arc<Tree>, start: &[u8], end: Option<&[u8]>) -> Self {
+        Self {
+            tree,
+            next: (!is_empty_range(start, end)).then(|| Bound::Included(start.to_vec())),
+            end: end.map(<[u8]>::to_vec),
+            chunk: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl Iterator for TreeIter {
+    type Item = KvItem;
+
+    fn next(&mut self) -> Option<KvItem> {
+        if let Some(pair) = self.chunk.next() {
+            return Some(Ok(pair));
+        }
+        let lower = self.next.take()?;
+        let upper = match &self.end {
+            Some(end) => Bound::Excluded(end.clone()),
+            None => Bound::Unbounded,
+        };
+        let chunk: KvPairs = self
+            .tree
+            .range((lower, upper))
+            .take(ITER_CHUNK)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if chunk.len() == ITER_CHUNK {
+            self.next = chunk.last().map(|(key, _)| Bound::Excluded(key.clone()));
+        }
+        self.chunk = chunk.into_iter();
+        self.chunk.next().map(Ok)
+    }
+}
+
+impl EngineRead for MemoryEngine {
     fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let trees = self.trees.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(trees[cf.index()].get(key).cloned())
+        Ok(self.read_trees()[cf.index()].get(key).cloned())
     }
 
     fn scan(
@@ -55,19 +140,23 @@ impl Engine for MemoryEngine {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<KvPairs, StorageError> {
-        if limit == 0 || end.is_some_and(|end| end <= start) {
-            return Ok(Vec::new());
+        Ok(scan_tree(&self.read_trees()[cf.index()], start, end, limit))
+    }
+
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_> {
+        // The tree as it is now, like RocksDB's implicit snapshot of a live iterator.
+        let tree = self.read_trees()[cf.index()].clone();
+        Box::new(TreeIter::new(tree, start, end))
+    }
+}
+
+impl Engine for MemoryEngine {
+    type Snapshot = MemorySnapshot;
+
+    fn snapshot(&self) -> MemorySnapshot {
+        MemorySnapshot {
+            trees: self.read_trees().clone(),
         }
-        let trees = self.trees.read().unwrap_or_else(PoisonError::into_inner);
-        let upper = match end {
-            Some(end) => Bound::Excluded(end),
-            None => Bound::Unbounded,
-        };
-        Ok(trees[cf.index()]
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -75,13 +164,13 @@ impl Engine for MemoryEngine {
         for op in batch.into_ops() {
             match op {
                 BatchOp::Put { cf, key, value } => {
-                    trees[cf.index()].insert(key, value);
+                    Arc::make_mut(&mut trees[cf.index()]).insert(key, value);
                 }
                 BatchOp::Delete { cf, key } => {
-                    trees[cf.index()].remove(&key);
+                    Arc::make_mut(&mut trees[cf.index()]).remove(&key);
                 }
                 BatchOp::DeleteRange { cf, start, end } => {
-                    remove_range(&mut trees[cf.index()], &start, &end);
+                    remove_range(Arc::make_mut(&mut trees[cf.index()]), &start, &end);
                 }
             }
         }
@@ -89,7 +178,7 @@ impl Engine for MemoryEngine {
     }
 
     fn stats(&self, cf: ColumnFamily) -> Result<CfStats, StorageError> {
-        let trees = self.trees.read().unwrap_or_else(PoisonError::into_inner);
+        let trees = self.read_trees();
         let tree = &trees[cf.index()];
         let live_bytes = tree.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
         Ok(CfStats {
@@ -100,6 +189,26 @@ impl Engine for MemoryEngine {
 
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+}
+
+impl EngineRead for MemorySnapshot {
+    fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.trees[cf.index()].get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KvPairs, StorageError> {
+        Ok(scan_tree(&self.trees[cf.index()], start, end, limit))
+    }
+
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_> {
+        Box::new(TreeIter::new(self.trees[cf.index()].clone(), start, end))
     }
 }
 

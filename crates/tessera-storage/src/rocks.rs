@@ -3,15 +3,24 @@
 //! One `DB` with one RocksDB column family per [`ColumnFamily`], all sharing a
 //! block cache. The WAL is always on: a write returns only once its batch is in
 //! the WAL, and with `sync_writes` only once the WAL is fsynced.
+//!
+//! The `DB` is behind an `Arc` so that a [`RocksSnapshot`] can own its share
+//! of it: the database closes when the engine and every snapshot are gone.
+//! Range reads are raw RocksDB iterators with an upper bound, so they stop at
+//! the end of the range instead of reading past it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, FlushOptions, Options,
-    ReadOptions, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    DBRawIteratorWithThreadMode, FlushOptions, Options, ReadOptions, WriteOptions, DB,
 };
 
-use crate::engine::{BatchOp, CfStats, ColumnFamily, Engine, KvPairs, WriteBatch};
+use crate::engine::{
+    is_empty_range, BatchOp, CfStats, ColumnFamily, Engine, EngineRead, KvItem, KvIter, KvPairs,
+    WriteBatch,
+};
 use crate::error::StorageError;
 
 /// Tuning of the RocksDB engine. `Default` is sane for a small node.
@@ -42,9 +51,10 @@ impl Default for RocksOptions {
     }
 }
 
-/// The RocksDB engine. Dropping it syncs the WAL and closes the database.
+/// The RocksDB engine. Dropping it syncs the WAL; the database closes once the engine and every
+/// [`RocksSnapshot`] of it are gone.
 pub struct RocksEngine {
-    db: DB,
+    db: Arc<DB>,
     write_options: WriteOptions,
     path: PathBuf,
 }
@@ -133,7 +143,7 @@ impl RocksEngine {
 
         tracing::info!(path = %path.display(), sync_writes = options.sync_writes, "opened RocksDB");
         Ok(Self {
-            db,
+            db: Arc::new(db),
             write_options,
             path: path.to_path_buf(),
         })
@@ -145,13 +155,7 @@ impl RocksEngine {
     }
 
     fn handle(&self, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily, StorageError> {
-        // Every family in ALL is created at open, so this only fails on a bug.
-        self.db
-            .cf_handle(cf.name())
-            .ok_or_else(|| StorageError::Engine {
-                op: "cf_handle",
-                message: format!("column family {} is not open", cf.name()),
-            })
+        handle(&self.db, cf)
     }
 
     fn property(
@@ -167,14 +171,127 @@ impl RocksEngine {
     }
 }
 
-impl Engine for RocksEngine {
+/// The handle of `cf`. Every family in ALL is created at open, so this only fails on a bug.
+fn handle(db: &DB, cf: ColumnFamily) -> Result<&rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(cf.name()).ok_or_else(|| StorageError::Engine {
+        op: "cf_handle",
+        message: format!("column family {} is not open", cf.name()),
+    })
+}
+
+/// Read options that read `snapshot`, or the latest data without one.
+fn read_options(snapshot: Option<&Snapshot<'_>>) -> ReadOptions {
+    let mut options = ReadOptions::default();
+    if let Some(snapshot) = snapshot {
+        options.set_snapshot(snapshot);
+    }
+    options
+}
+
+/// The RocksDB snapshot type, borrowing the database for `'a`.
+type Snapshot<'a> = rocksdb::SnapshotWithThreadMode<'a, DB>;
+
+fn get(
+    db: &DB,
+    snapshot: Option<&Snapshot<'_>>,
+    cf: ColumnFamily,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StorageError> {
+    Ok(db
+        .get_pinned_cf_opt(handle(db, cf)?, key, &read_options(snapshot))
+        .map_err(engine_error("get"))?
+        .map(|value| value.to_vec()))
+}
+
+/// `[start, end)` of `cf` one pair at a time, ascending; `None` for an empty range.
+fn range<'a>(
+    db: &'a DB,
+    snapshot: Option<&Snapshot<'_>>,
+    cf: ColumnFamily,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> Result<Option<RangeIter<'a>>, StorageError> {
+    if is_empty_range(start, end) {
+        return Ok(None);
+    }
+    let handle = handle(db, cf)?;
+    let mut options = read_options(snapshot);
+    if let Some(end) = end {
+        // The bound lets RocksDB stop at the end instead of reading past it.
+        options.set_iterate_upper_bound(end);
+    }
+    // Without a snapshot, RocksDB reads as of the iterator's creation (an implicit snapshot).
+    let mut raw = db.raw_iterator_cf_opt(handle, options);
+    raw.seek(start);
+    Ok(Some(RangeIter { raw, done: false }))
+}
+
+fn scan(
+    db: &DB,
+    snapshot: Option<&Snapshot<'_>>,
+    cf: ColumnFamily,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<KvPairs, StorageError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let Some(range) = range(db, snapshot, cf, start, end)? else {
+        return Ok(Vec::new());
+    };
+    // `limit` may be usize::MAX ("everything"): don't reserve by it.
+    let mut out = Vec::with_capacity(limit.min(256));
+    for pair in range.take(limit) {
+        out.push(pair?);
+    }
+    Ok(out)
+}
+
+fn iter<'a>(
+    db: &'a DB,
+    snapshot: Option<&Snapshot<'_>>,
+    cf: ColumnFamily,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> KvIter<'a> {
+    match range(db, snapshot, cf, start, end) {
+        Ok(Some(range)) => Box::new(range),
+        Ok(None) => Box::new(std::iter::empty()),
+        Err(error) => Box::new(std::iter::once(Err(error))),
+    }
+}
+
+/// A raw RocksDB iterator as an [`Iterator`] of pairs.
+struct RangeIter<'a> {
+    raw: DBRawIteratorWithThreadMode<'a, DB>,
+    done: bool,
+}
+
+impl Iterator for RangeIter<'_> {
+    type Item = KvItem;
+
+    fn next(&mut self) -> Option<KvItem> {
+        if self.done {
+            return None;
+        }
+        if let Some((key, value)) = self.raw.item() {
+            let pair = (key.to_vec(), value.to_vec());
+            self.raw.next();
+            return Some(Ok(pair));
+        }
+        self.done = true;
+        // An iterator that stopped early because of an I/O error is not "the end".
+        self.raw
+            .status()
+            .err()
+            .map(|e| Err(engine_error("scan")(e)))
+    }
+}
+
+impl EngineRead for RocksEngine {
     fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let handle = self.handle(cf)?;
-        Ok(self
-            .db
-            .get_pinned_cf(handle, key)
-            .map_err(engine_error("get"))?
-            .map(|value| value.to_vec()))
+        get(&self.db, None, cf, key)
     }
 
     fn scan(
@@ -184,29 +301,21 @@ impl Engine for RocksEngine {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<KvPairs, StorageError> {
-        if limit == 0 || end.is_some_and(|end| end <= start) {
-            return Ok(Vec::new());
+        scan(&self.db, None, cf, start, end, limit)
+    }
+
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_> {
+        iter(&self.db, None, cf, start, end)
+    }
+}
+
+impl Engine for RocksEngine {
+    type Snapshot = RocksSnapshot;
+
+    fn snapshot(&self) -> RocksSnapshot {
+        RocksSnapshot {
+            owned: OwnedSnapshot::new(&self.db),
         }
-        let handle = self.handle(cf)?;
-        let mut read_options = ReadOptions::default();
-        if let Some(end) = end {
-            // The bound lets RocksDB stop at the end instead of reading past it.
-            read_options.set_iterate_upper_bound(end);
-        }
-        let mut iter = self.db.raw_iterator_cf_opt(handle, read_options);
-        iter.seek(start);
-        // `limit` may be usize::MAX ("everything"): don't reserve by it.
-        let mut out = Vec::with_capacity(limit.min(256));
-        while out.len() < limit {
-            let Some((key, value)) = iter.item() else {
-                break;
-            };
-            out.push((key.to_vec(), value.to_vec()));
-            iter.next();
-        }
-        // An iterator that stopped early because of an I/O error is not "the end".
-        iter.status().map_err(engine_error("scan"))?;
-        Ok(out)
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -261,6 +370,98 @@ impl Drop for RocksEngine {
         // cache; a clean shutdown should not depend on the kernel flushing it.
         if let Err(e) = self.db.flush_wal(true) {
             tracing::warn!(path = %self.path.display(), error = %e, "could not sync the WAL on close");
+        }
+    }
+}
+
+/// A consistent view of a [`RocksEngine`] as of [`Engine::snapshot`]. It shares the database,
+/// so it may outlive the engine (the database then closes when the snapshot is dropped).
+pub struct RocksSnapshot {
+    owned: OwnedSnapshot,
+}
+
+impl std::fmt::Debug for RocksSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksSnapshot")
+            .field("sequence", &self.owned.snapshot().sequence_number())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineRead for RocksSnapshot {
+    fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        get(self.owned.db(), Some(self.owned.snapshot()), cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: ColumnFamily,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KvPairs, StorageError> {
+        scan(
+            self.owned.db(),
+            Some(self.owned.snapshot()),
+            cf,
+            start,
+            end,
+            limit,
+        )
+    }
+
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_> {
+        // The iterator borrows `self`, so the snapshot it reads outlives it.
+        iter(self.owned.db(), Some(self.owned.snapshot()), cf, start, end)
+    }
+}
+
+use owned::OwnedSnapshot;
+
+/// The one place that extends a lifetime: a RocksDB snapshot that owns the database it reads.
+mod owned {
+    use std::sync::Arc;
+
+    use rocksdb::DB;
+
+    use super::Snapshot;
+
+    /// A RocksDB snapshot together with a share of its database.
+    ///
+    /// `rocksdb::SnapshotWithThreadMode` borrows the `DB` it was taken from, and releases itself
+    /// through that borrow when dropped. Here the borrow is of the `DB` inside `db`'s `Arc`, made
+    /// `'static` so the two can live in one owned value. That is sound because:
+    /// - the `DB` lives in the `Arc`'s heap allocation, which never moves and is not freed while
+    ///   `db` (a strong reference) exists;
+    /// - fields drop in declaration order, so `snapshot` (which releases itself through the
+    ///   `DB`) is dropped before `db`;
+    /// - the `'static` borrow never leaves this module: [`OwnedSnapshot::snapshot`] hands the
+    ///   snapshot out only for as long as `self` is borrowed.
+    pub(super) struct OwnedSnapshot {
+        // Must stay the first field: see above.
+        snapshot: Snapshot<'static>,
+        db: Arc<DB>,
+    }
+
+    impl OwnedSnapshot {
+        pub(super) fn new(db: &Arc<DB>) -> Self {
+            let db = Arc::clone(db);
+            // SAFETY: the reference points into the allocation kept alive by `db`, which is
+            // stored beside the snapshot and dropped after it (see the type's docs).
+            let shared: &'static DB = unsafe { &*Arc::as_ptr(&db) };
+            Self {
+                snapshot: shared.snapshot(),
+                db,
+            }
+        }
+
+        pub(super) fn db(&self) -> &DB {
+            &self.db
+        }
+
+        /// The snapshot, for no longer than `self` is borrowed.
+        pub(super) fn snapshot(&self) -> &Snapshot<'_> {
+            &self.snapshot
         }
     }
 }

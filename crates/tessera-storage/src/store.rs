@@ -17,14 +17,13 @@ pub use cache::CellCacheStats;
 use cache::CellCache;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::cell::{
     decode_cell, encode_cell, is_deleted, Actor, Cell, CellValue, CellWrite, Context,
 };
 use crate::engine::{CfStats, ColumnFamily, Engine, WriteBatch};
 use crate::error::{hex_key, StorageError};
-use crate::hints::HintIndex;
 use crate::keys::{cell_key, key_successor, prefix_successor, row_range, RowKey};
 
 /// Default cap on siblings a coordinator write may create.
@@ -121,16 +120,16 @@ pub struct MergeOutcome {
     pub changed: bool,
 }
 
-/// Versioned rows of cells over an engine.
+/// Versioned rows of cells over an engine, which it may share with other owners (a
+/// [`HintStore`](crate::HintStore), Merkle trees): each owns its own key space.
 pub struct CellStore<E: Engine> {
-    engine: E,
+    engine: Arc<E>,
     options: StoreOptions,
     // RwLock so that multi-chunk row reads see a row between writes, never in the middle of one.
     locks: Box<[RwLock<()>]>,
     // Decoded cells recently read or written under the locks above; see `cache` for why it never
     // serves what the engine does not hold.
     cache: CellCache,
-    hints: HintIndex,
 }
 
 impl<E: Engine> std::fmt::Debug for CellStore<E> {
@@ -158,15 +157,16 @@ fn reject_duplicates<'a>(columns: impl Iterator<Item = &'a [u8]>) -> Result<(), 
 }
 
 impl<E: Engine> CellStore<E> {
-    /// A store of replica `options.actor` over `engine`.
-    pub fn new(engine: E, options: StoreOptions) -> Self {
+    /// A store of replica `options.actor` over `engine` (an engine, or an `Arc` of one shared
+    /// with other owners). Given an `Arc`, name the engine type (`CellStore::<E>::new`): an
+    /// `Arc` of an engine is an engine too, so it could mean either.
+    pub fn new(engine: impl Into<Arc<E>>, options: StoreOptions) -> Self {
         let locks = (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect();
         Self {
-            engine,
+            engine: engine.into(),
             options,
             locks,
             cache: CellCache::new(DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES),
-            hints: HintIndex::default(),
         }
     }
 
@@ -181,16 +181,10 @@ impl<E: Engine> CellStore<E> {
         self.cache.stats()
     }
 
-    pub(crate) fn hint_index(&self) -> &HintIndex {
-        &self.hints
-    }
-
-    pub(crate) fn hint_index_mut(&mut self) -> &mut HintIndex {
-        &mut self.hints
-    }
-
-    /// The engine underneath, for range operations (streaming, dropping partitions).
-    pub fn engine(&self) -> &E {
+    /// The engine underneath, shared: for range operations and snapshots (streaming, dropping
+    /// partitions), and for other owners of the same engine. Writes to the `data` column family
+    /// must go through the store (the cell cache relies on it).
+    pub fn engine(&self) -> &Arc<E> {
         &self.engine
     }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use common::{owned_op, row, Owned, Probe};
 use proptest::prelude::*;
 use tessera_storage::{
-    CellStore, CellWrite, ColumnFamily, Context, Engine, KvPairs, RowOp, RowOutcome, StorageError,
-    StoreOptions, MAX_COLUMN_LEN,
+    CellStore, CellWrite, ColumnFamily, Context, EngineRead, KvPairs, RowOp, RowOutcome,
+    StorageError, StoreOptions, MAX_COLUMN_LEN,
 };
 
 const MAX_SIBLINGS: usize = 3;

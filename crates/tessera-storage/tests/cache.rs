@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use common::{column, owned_op, row, Owned, Probe};
 use proptest::prelude::*;
 use tessera_storage::{
-    Cell, CellStore, CellValue, CellWrite, ColumnFamily, Context, Engine, KvPairs, StoreOptions,
-    LOCK_STRIPES,
+    Cell, CellStore, CellValue, CellWrite, ColumnFamily, Context, EngineRead, KvPairs,
+    StoreOptions, LOCK_STRIPES,
 };
 
 /// A cache so small (a few hundred bytes per shard) that it evicts all the time.

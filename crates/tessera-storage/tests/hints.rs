@@ -1,12 +1,15 @@
 //! Hint store behaviour, run against both the in-memory engine and RocksDB:
 //! per-target ordering, the per-target bound, deletion, expiry, counts that
-//! survive a reopen, and an old database without a `hints` column family.
+//! survive a reopen, an old database without a `hints` column family, and a
+//! hint store sharing its engine with a cell store.
+
+use std::sync::Arc;
 
 use tempfile::TempDir;
 use tessera_storage::{
-    Cell, CellStore, CellValue, ColumnFamily, Context, Engine, Hint, HintKey, HintTargetStats,
-    MemoryEngine, RocksEngine, RocksOptions, RowKey, StorageError, StoreOptions, WriteBatch,
-    DEFAULT_MAX_HINTS_PER_TARGET,
+    Cell, CellStore, CellValue, CellWrite, ColumnFamily, Context, Engine, EngineRead, Hint,
+    HintKey, HintStore, HintTargetStats, MemoryEngine, RocksEngine, RocksOptions, RowKey, RowSlice,
+    StorageError, StoreOptions, WriteBatch, DEFAULT_MAX_HINTS_PER_TARGET,
 };
 
 /// An engine factory and whatever must outlive it (RocksDB's directory).
@@ -52,8 +55,8 @@ fn rocks() -> Rocks {
     Rocks(tempfile::tempdir().unwrap())
 }
 
-fn store<E: Engine>(engine: E) -> CellStore<E> {
-    CellStore::new(engine, StoreOptions::new(1))
+fn store<E: Engine>(engine: E) -> HintStore<E> {
+    HintStore::new(engine)
 }
 
 fn hint(target: &str, key: &str, value: &str, at: u64) -> Hint {
@@ -79,24 +82,24 @@ fn values(hints: &[(HintKey, Hint)]) -> Vec<String> {
 
 fn stored_then_read_oldest_first<F: Fixture>(mut f: F) {
     let s = store(f.engine());
-    assert!(s.hint_targets().unwrap().is_empty());
+    assert!(s.targets().unwrap().is_empty());
     // Stored out of time order, and interleaved with a target whose name
     // extends this one's: neither may leak into the other's range.
-    s.store_hint(&hint("n1", "b", "v", 200)).unwrap();
-    s.store_hint(&hint("n10", "x", "v", 50)).unwrap();
-    s.store_hint(&hint("n1", "a", "v", 100)).unwrap();
-    s.store_hint(&hint("n1", "c", "v", 200)).unwrap();
-    s.store_hint(&hint("n0", "y", "v", 300)).unwrap();
-    let n1 = s.hints_for("n1", usize::MAX).unwrap();
+    s.store(&hint("n1", "b", "v", 200)).unwrap();
+    s.store(&hint("n10", "x", "v", 50)).unwrap();
+    s.store(&hint("n1", "a", "v", 100)).unwrap();
+    s.store(&hint("n1", "c", "v", 200)).unwrap();
+    s.store(&hint("n0", "y", "v", 300)).unwrap();
+    let n1 = s.oldest("n1", usize::MAX).unwrap();
     // Oldest first; equal times in the order they were stored.
     assert_eq!(values(&n1), ["a", "b", "c"]);
     assert!(n1.iter().all(|(k, h)| k.target == "n1" && h.target == "n1"));
     assert_eq!(n1[0].1, hint("n1", "a", "v", 100));
-    assert_eq!(values(&s.hints_for("n1", 2).unwrap()), ["a", "b"]);
-    assert_eq!(values(&s.hints_for("n10", 10).unwrap()), ["x"]);
-    assert!(s.hints_for("n2", 10).unwrap().is_empty());
+    assert_eq!(values(&s.oldest("n1", 2).unwrap()), ["a", "b"]);
+    assert_eq!(values(&s.oldest("n10", 10).unwrap()), ["x"]);
+    assert!(s.oldest("n2", 10).unwrap().is_empty());
     let targets: Vec<(String, u64)> = s
-        .hint_targets()
+        .targets()
         .unwrap()
         .into_iter()
         .map(|t| (t.target, t.count))
@@ -105,9 +108,9 @@ fn stored_then_read_oldest_first<F: Fixture>(mut f: F) {
         targets,
         [("n0".into(), 1), ("n1".into(), 3), ("n10".into(), 1)]
     );
-    assert!(s.hint_targets().unwrap().iter().all(|t| t.bytes > 20));
-    assert_eq!(s.count_hints("n1").unwrap(), 3);
-    assert_eq!(s.count_hints("nobody").unwrap(), 0);
+    assert!(s.targets().unwrap().iter().all(|t| t.bytes > 20));
+    assert_eq!(s.count("n1").unwrap(), 3);
+    assert_eq!(s.count("nobody").unwrap(), 0);
     // Hints do not show up as data.
     assert!(s
         .engine()
@@ -119,86 +122,74 @@ fn stored_then_read_oldest_first<F: Fixture>(mut f: F) {
 fn delete_removes_exactly_the_given_hints<F: Fixture>(mut f: F) {
     let s = store(f.engine());
     let keys: Vec<HintKey> = (0..5)
-        .map(|i| {
-            s.store_hint(&hint("n1", &format!("k{i}"), "v", 10 + i))
-                .unwrap()
-        })
+        .map(|i| s.store(&hint("n1", &format!("k{i}"), "v", 10 + i)).unwrap())
         .collect();
-    s.store_hint(&hint("n2", "other", "v", 1)).unwrap();
-    let before = s.hint_targets().unwrap();
-    assert_eq!(s.delete_hints(&keys[1..3]).unwrap(), 2);
+    s.store(&hint("n2", "other", "v", 1)).unwrap();
+    let before = s.targets().unwrap();
+    assert_eq!(s.delete(&keys[1..3]).unwrap(), 2);
     // Deleting again (already gone) changes nothing.
-    assert_eq!(s.delete_hints(&keys[1..3]).unwrap(), 0);
-    assert_eq!(values(&s.hints_for("n1", 10).unwrap()), ["k0", "k3", "k4"]);
-    let after = s.hint_targets().unwrap();
+    assert_eq!(s.delete(&keys[1..3]).unwrap(), 0);
+    assert_eq!(values(&s.oldest("n1", 10).unwrap()), ["k0", "k3", "k4"]);
+    let after = s.targets().unwrap();
     assert_eq!(after[0].count, 3);
     assert!(after[0].bytes < before[0].bytes);
     assert_eq!(after[1], before[1], "n2 untouched");
     assert_eq!(
-        s.delete_hints(&[keys[0].clone(), keys[3].clone(), keys[4].clone()])
+        s.delete(&[keys[0].clone(), keys[3].clone(), keys[4].clone()])
             .unwrap(),
         3
     );
-    assert_eq!(s.count_hints("n1").unwrap(), 0);
-    let targets: Vec<String> = s
-        .hint_targets()
-        .unwrap()
-        .into_iter()
-        .map(|t| t.target)
-        .collect();
+    assert_eq!(s.count("n1").unwrap(), 0);
+    let targets: Vec<String> = s.targets().unwrap().into_iter().map(|t| t.target).collect();
     assert_eq!(targets, ["n2"], "a target without hints is not listed");
 }
 
 fn the_per_target_bound_refuses_more<F: Fixture>(mut f: F) {
     let s = store(f.engine());
-    assert_eq!(s.max_hints_per_target(), DEFAULT_MAX_HINTS_PER_TARGET);
-    let s = s.with_max_hints_per_target(3);
+    assert_eq!(s.max_per_target(), DEFAULT_MAX_HINTS_PER_TARGET);
+    let s = s.with_max_per_target(3);
     for i in 0..3 {
-        s.store_hint(&hint("n1", &format!("k{i}"), "v", i)).unwrap();
+        s.store(&hint("n1", &format!("k{i}"), "v", i)).unwrap();
     }
-    match s.store_hint(&hint("n1", "k3", "v", 3)) {
+    match s.store(&hint("n1", "k3", "v", 3)) {
         Err(StorageError::HintLimit { target, count, max }) => {
             assert_eq!((target.as_str(), count, max), ("n1", 3, 3));
         }
         other => panic!("{other:?}"),
     }
-    let message = s
-        .store_hint(&hint("n1", "k3", "v", 3))
-        .unwrap_err()
-        .to_string();
+    let message = s.store(&hint("n1", "k3", "v", 3)).unwrap_err().to_string();
     assert!(
         message.contains("n1") && message.contains("3 hints"),
         "{message}"
     );
     // Other targets have their own bound; deleting makes room again.
-    s.store_hint(&hint("n2", "k", "v", 0)).unwrap();
-    let oldest = s.hints_for("n1", 1).unwrap();
-    s.delete_hints(&[oldest[0].0.clone()]).unwrap();
-    s.store_hint(&hint("n1", "k3", "v", 3)).unwrap();
-    assert_eq!(s.count_hints("n1").unwrap(), 3);
+    s.store(&hint("n2", "k", "v", 0)).unwrap();
+    let oldest = s.oldest("n1", 1).unwrap();
+    s.delete(&[oldest[0].0.clone()]).unwrap();
+    s.store(&hint("n1", "k3", "v", 3)).unwrap();
+    assert_eq!(s.count("n1").unwrap(), 3);
 }
 
 fn expired_hints_are_purged_per_target<F: Fixture>(mut f: F) {
     let s = store(f.engine());
     for at in [100, 200, 299, 300, 301, 500] {
-        s.store_hint(&hint("n1", &format!("t{at}"), "v", at))
-            .unwrap();
+        s.store(&hint("n1", &format!("t{at}"), "v", at)).unwrap();
     }
-    s.store_hint(&hint("n2", "t50", "v", 50)).unwrap();
-    s.store_hint(&hint("n3", "t900", "v", 900)).unwrap();
+    s.store(&hint("n2", "t50", "v", 50)).unwrap();
+    s.store(&hint("n3", "t900", "v", 900)).unwrap();
     // Window 700 at 1000: everything stored before 300 is older than that.
     let purged = s.purge_expired(1_000, 700).unwrap();
     let summary: Vec<(String, u64)> = purged.iter().map(|p| (p.target.clone(), p.count)).collect();
     assert_eq!(summary, [("n1".into(), 3), ("n2".into(), 1)]);
     assert!(purged.iter().all(|p| p.bytes > 0));
     assert_eq!(
-        values(&s.hints_for("n1", 10).unwrap()),
+        values(&s.oldest("n1", 10).unwrap()),
         ["t300", "t301", "t500"],
         "a hint exactly as old as the window is kept"
     );
-    assert_eq!(s.count_hints("n1").unwrap(), 3);
-    assert_eq!(s.count_hints("n2").unwrap(), 0);
-    assert_eq!(s.count_hints("n3").unwrap(), 1);
+    assert_eq!(s.count("n1").unwrap(), 3);
+    assert_eq!(s.count("n2").unwrap(), 0);
+    assert_eq!(s.count("n3").unwrap(), 1);
     assert!(s.purge_expired(1_000, 700).unwrap().is_empty());
     // A window longer than the clock (now < max age) expires nothing.
     assert!(s.purge_expired(10, 1_000_000).unwrap().is_empty());
@@ -210,18 +201,18 @@ fn expired_hints_are_purged_per_target<F: Fixture>(mut f: F) {
             .sum::<u64>(),
         4
     );
-    assert!(s.hint_targets().unwrap().is_empty());
+    assert!(s.targets().unwrap().is_empty());
 }
 
 fn many_hints_are_purged_in_chunks<F: Fixture>(mut f: F) {
     let s = store(f.engine());
     for i in 0..600u64 {
-        s.store_hint(&hint("n1", &format!("k{i}"), "v", i)).unwrap();
+        s.store(&hint("n1", &format!("k{i}"), "v", i)).unwrap();
     }
     let purged = s.purge_expired(10_000, 9_500).unwrap();
     assert_eq!(purged[0].count, 500);
-    assert_eq!(s.count_hints("n1").unwrap(), 100);
-    assert_eq!(s.hints_for("n1", usize::MAX).unwrap().len(), 100);
+    assert_eq!(s.count("n1").unwrap(), 100);
+    assert_eq!(s.oldest("n1", usize::MAX).unwrap().len(), 100);
 }
 
 fn counts_and_sequences_survive_a_reopen<F: Fixture>(mut f: F) {
@@ -230,19 +221,19 @@ fn counts_and_sequences_survive_a_reopen<F: Fixture>(mut f: F) {
     {
         let s = store(f.engine());
         first_keys = (0..3)
-            .map(|i| s.store_hint(&hint("n1", &format!("k{i}"), "v", 5)).unwrap())
+            .map(|i| s.store(&hint("n1", &format!("k{i}"), "v", 5)).unwrap())
             .collect();
-        s.store_hint(&hint("n2", "k", "v", 5)).unwrap();
-        before = s.hint_targets().unwrap();
+        s.store(&hint("n2", "k", "v", 5)).unwrap();
+        before = s.targets().unwrap();
     }
-    let s = store(f.engine()).with_max_hints_per_target(4);
-    assert_eq!(s.hint_targets().unwrap(), before);
+    let s = store(f.engine()).with_max_per_target(4);
+    assert_eq!(s.targets().unwrap(), before);
     // Same millisecond as before the reopen: the sequence must not repeat.
-    let key = s.store_hint(&hint("n1", "k3", "v", 5)).unwrap();
+    let key = s.store(&hint("n1", "k3", "v", 5)).unwrap();
     assert!(first_keys.iter().all(|k| k.sequence < key.sequence));
-    assert_eq!(s.count_hints("n1").unwrap(), 4);
+    assert_eq!(s.count("n1").unwrap(), 4);
     assert!(matches!(
-        s.store_hint(&hint("n1", "k4", "v", 5)),
+        s.store(&hint("n1", "k4", "v", 5)),
         Err(StorageError::HintLimit { count: 4, .. })
     ));
 }
@@ -250,16 +241,16 @@ fn counts_and_sequences_survive_a_reopen<F: Fixture>(mut f: F) {
 fn invalid_and_corrupt_hints_are_errors<F: Fixture>(mut f: F) {
     let s = store(f.engine());
     assert!(matches!(
-        s.store_hint(&hint("", "k", "v", 1)),
+        s.store(&hint("", "k", "v", 1)),
         Err(StorageError::InvalidBatch { .. })
     ));
     let mut long_key = hint("n1", "k", "v", 1);
     long_key.row.key = vec![0; 70_000];
     assert!(matches!(
-        s.store_hint(&long_key),
+        s.store(&long_key),
         Err(StorageError::KeyTooLong { .. })
     ));
-    let key = s.store_hint(&hint("n1", "k", "v", 1)).unwrap();
+    let key = s.store(&hint("n1", "k", "v", 1)).unwrap();
     let mut batch = WriteBatch::new();
     batch.put(
         ColumnFamily::Hints,
@@ -268,9 +259,51 @@ fn invalid_and_corrupt_hints_are_errors<F: Fixture>(mut f: F) {
     );
     s.engine().write(batch).unwrap();
     assert!(matches!(
-        s.hints_for("n1", 10),
+        s.oldest("n1", 10),
         Err(StorageError::Corrupt { what: "hint", .. })
     ));
+}
+
+/// The node's layout: a cell store and a hint store over one engine, each in its own column
+/// family, neither seeing the other's records.
+fn cells_and_hints_share_one_engine<F: Fixture>(mut f: F) {
+    let engine = Arc::new(f.engine());
+    let cells: CellStore<F::E> = CellStore::new(engine.clone(), StoreOptions::new(1));
+    let hints: HintStore<F::E> = HintStore::new(engine.clone());
+    let row = RowKey::new(3, 9, 0xfeed, b"k".to_vec());
+    cells
+        .write_row(
+            &row,
+            &[CellWrite::Set {
+                column: b"col".to_vec(),
+                value: b"cell".to_vec(),
+                context: Context::new(),
+            }],
+            1,
+        )
+        .unwrap();
+    hints.store(&hint("n1", "k", "hinted", 1)).unwrap();
+    let page = cells.read_row(&row, &RowSlice::default()).unwrap();
+    assert_eq!(page.cells.len(), 1);
+    assert_eq!(hints.count("n1").unwrap(), 1);
+    assert_eq!(values(&hints.oldest("n1", 10).unwrap()), ["k"]);
+    // A snapshot of the shared engine holds both, each in its own family.
+    let snapshot = engine.snapshot();
+    drop((cells, hints));
+    assert_eq!(
+        snapshot
+            .scan(ColumnFamily::Data, &[], None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        snapshot
+            .scan(ColumnFamily::Hints, &[], None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 macro_rules! for_each_engine {
@@ -292,6 +325,7 @@ for_each_engine!(
     many_hints_are_purged_in_chunks,
     counts_and_sequences_survive_a_reopen,
     invalid_and_corrupt_hints_are_errors,
+    cells_and_hints_share_one_engine,
 );
 
 /// A database written before the `hints` column family existed opens, keeps
@@ -308,7 +342,10 @@ fn an_old_database_gains_the_hints_column_family() {
             .unwrap();
     }
     let s = store(RocksEngine::open(dir.path(), &rocks_options()).unwrap());
-    assert_eq!(s.get_meta("node").unwrap(), Some(b"7".to_vec()));
-    s.store_hint(&hint("n1", "k", "v", 1)).unwrap();
-    assert_eq!(s.count_hints("n1").unwrap(), 1);
+    assert_eq!(
+        s.engine().get(ColumnFamily::Meta, b"node").unwrap(),
+        Some(b"7".to_vec())
+    );
+    s.store(&hint("n1", "k", "v", 1)).unwrap();
+    assert_eq!(s.count("n1").unwrap(), 1);
 }

@@ -3,8 +3,11 @@
 //! - `tessera serve` runs a node.
 //! - `tessera config` prints the configuration a node would run with.
 //! - `tessera cluster status` shows the members and what each of them can reach.
+//! - `tessera node workers` lists a node's background workers, and pauses, resumes or throttles
+//!   one.
 
 mod cluster_cmd;
+mod node_cmd;
 mod output;
 mod serve_args;
 
@@ -39,10 +42,24 @@ enum Command {
     /// Operate a running cluster.
     #[command(subcommand)]
     Cluster(cluster_cmd::ClusterCommand),
+    /// Look at and operate one node: its background workers.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCommand),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; an expected failure (a node that does not answer, a refused request, a bad
+/// configuration) prints one line, `error: ...` with its causes, and exits 1, never a backtrace.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging();
@@ -62,18 +79,21 @@ fn main() -> anyhow::Result<()> {
             })?;
             Ok(())
         }
-        Command::Cluster(command) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(cluster_cmd::run(command))
-        }
+        Command::Cluster(command) => client_runtime()?.block_on(cluster_cmd::run(command)),
+        Command::Node(command) => client_runtime()?.block_on(node_cmd::run(command)),
         Command::Config(args) => {
             let config = args.resolve()?;
             output::emit(&mut toml::to_string_pretty(&config)?)
         }
     }
+}
+
+/// The runtime of a client command: one thread is plenty for a few HTTP calls.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logging() {

@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Deadline of each data request in milliseconds (requests.timeout_ms).
     #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_MS")]
     request_timeout_ms: Option<u64>,
+    /// How long a client may take to send a request body, in milliseconds
+    /// (requests.body_timeout_ms).
+    #[arg(long, env = "TESSERA_BODY_TIMEOUT_MS")]
+    body_timeout_ms: Option<u64>,
     /// Every cluster member as id@ip:port, comma-separated, this node included (cluster.nodes).
     #[arg(long, env = "TESSERA_NODES", value_delimiter = ',')]
     nodes: Option<Vec<String>>,
@@ -83,6 +87,7 @@ impl ServeArgs {
             sibling_warning,
             sync_writes,
             request_timeout_ms,
+            body_timeout_ms,
             partitions,
             nodes,
             cluster_secret,
@@ -109,6 +114,7 @@ impl ServeArgs {
             hint_delivery_per_second,
         );
         set(&mut config.requests.timeout_ms, request_timeout_ms);
+        set(&mut config.requests.body_timeout_ms, body_timeout_ms);
         set(&mut config.cluster.partitions, partitions);
         set(&mut config.cluster.nodes, nodes);
         set(&mut config.cluster.secret, cluster_secret);

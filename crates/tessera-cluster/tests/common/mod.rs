@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use tessera_cluster::{
     ClientWrite, Coordinator, CoordinatorConfig, HandoffConfig, HintDelivery, NodeId, Replica,
-    SimNetwork, SimTransport, StaticMembership, StorageRunner, WriteRequest,
+    RowWriter, SimNetwork, SimTransport, StaticMembership, StorageRunner, WriteRequest,
 };
-use tessera_storage::{Actor, Cell, CellStore, Context, MemoryEngine, RowKey, StoreOptions};
+use tessera_storage::{
+    Actor, Cell, CellStore, Context, HintStore, MemoryEngine, RowKey, StoreOptions,
+};
 
 pub type SimCoordinator = Coordinator<SimTransport, Arc<StaticMembership>, MemoryEngine>;
 pub type SimDelivery = HintDelivery<SimTransport, Arc<StaticMembership>, MemoryEngine>;
@@ -23,6 +25,7 @@ pub struct Node {
     pub id: NodeId,
     pub actor: Actor,
     pub store: Arc<CellStore<MemoryEngine>>,
+    pub hints: Arc<HintStore<MemoryEngine>>,
     pub replica: Arc<Replica<MemoryEngine>>,
     pub coordinator: Arc<SimCoordinator>,
     /// This node's hint delivery; tests run it by hand or spawn its loop.
@@ -42,6 +45,9 @@ pub struct Options {
     pub max_hints_per_target: u64,
     /// Hint delivery settings (storage and seed are set per node).
     pub handoff: HandoffConfig,
+    /// The coordinators' background budget.
+    pub background_tasks: u32,
+    pub background_bytes: u32,
 }
 
 impl Default for Options {
@@ -55,6 +61,8 @@ impl Default for Options {
                 call_timeout: Duration::from_secs(2),
                 ..HandoffConfig::default()
             },
+            background_tasks: CoordinatorConfig::default().background_tasks,
+            background_bytes: CoordinatorConfig::default().background_bytes,
         }
     }
 }
@@ -72,7 +80,29 @@ pub fn row(key: &str) -> RowKey {
     RowKey::new(1, (token >> 56) as u16, token, key.as_bytes().to_vec())
 }
 
+/// Stops every runner, each within `deadline`.
+pub async fn stop_workers(runners: &[tessera_worker::Runner], deadline: Duration) {
+    for runner in runners {
+        runner.shutdown(deadline).await;
+    }
+}
+
 impl Cluster {
+    /// Starts every node's hint delivery as a worker, each node on a runner of its own (as real
+    /// nodes have: worker names are unique per node).
+    pub fn start_delivery(&self) -> Vec<tessera_worker::Runner> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let runner = tessera_worker::Runner::new();
+                runner
+                    .spawn(tessera_cluster::HintDeliveryWorker(node.delivery.clone()))
+                    .expect("a new runner has no workers");
+                runner
+            })
+            .collect()
+    }
+
     pub fn new(nodes: usize, seed: u64) -> Self {
         Self::with_options(nodes, seed, Options::default())
     }
@@ -88,31 +118,37 @@ impl Cluster {
                 let actor = i as Actor + 1;
                 let mut store_options = StoreOptions::new(actor);
                 store_options.max_siblings = options.max_siblings;
-                let store = Arc::new(
-                    CellStore::new(MemoryEngine::new(), store_options)
-                        .with_max_hints_per_target(options.max_hints_per_target),
+                let engine = Arc::new(MemoryEngine::new());
+                let store = Arc::new(CellStore::new(engine.clone(), store_options));
+                let hints = Arc::new(
+                    HintStore::new(engine).with_max_per_target(options.max_hints_per_target),
                 );
+                let writer = RowWriter::inline(store.clone());
                 let replica = Arc::new(Replica::new(
                     id.clone(),
-                    store.clone(),
+                    writer.clone(),
+                    hints.clone(),
                     StorageRunner::Inline,
                 ));
                 let coordinator = Arc::new(Coordinator::new(
                     id.clone(),
-                    store.clone(),
+                    writer,
+                    hints.clone(),
                     net.transport(id.clone()),
                     membership.clone(),
                     CoordinatorConfig {
                         timeout: options.timeout,
                         forward_timeout: options.forward_timeout,
                         storage: StorageRunner::Inline,
+                        background_tasks: options.background_tasks,
+                        background_bytes: options.background_bytes,
                     },
                 ));
                 replica.set_coordinator(&coordinator);
                 net.register(id.clone(), replica.clone());
                 let delivery = Arc::new(HintDelivery::new(
                     id.clone(),
-                    store.clone(),
+                    hints.clone(),
                     net.transport(id.clone()),
                     membership.clone(),
                     HandoffConfig {
@@ -125,6 +161,7 @@ impl Cluster {
                     id,
                     actor,
                     store,
+                    hints,
                     replica,
                     coordinator,
                     delivery,
@@ -167,8 +204,8 @@ impl Cluster {
     /// Hints stored on `node`, over every target.
     pub fn hints_on(&self, node: &str) -> u64 {
         self.node(node)
-            .store
-            .hint_targets()
+            .hints
+            .targets()
             .expect("memory store")
             .iter()
             .map(|t| t.count)
@@ -243,6 +280,7 @@ pub fn write(
         replicas,
         fallbacks: Vec::new(),
         strict: false,
+        also: Vec::new(),
     }
 }
 

@@ -92,7 +92,15 @@ pub async fn put_cell(
     let strict = data::parse_strict(query.strict.as_deref())?;
     let plan = data::plan(&node, &table, path.key, level, Access::Write, strict)?;
     let context = implicit_context(&node, &plan, &path.column, explicit)?;
-    let value = extract::read_body(body, &headers, max, "value_too_large", "the value").await?;
+    let value = extract::read_body(
+        body,
+        &headers,
+        max,
+        "value_too_large",
+        "the value",
+        node.body_timeout(),
+    )
+    .await?;
     let write = ClientWrite {
         column: path.column,
         value: Some(value.to_vec()),
@@ -164,6 +172,7 @@ pub async fn coordinate(
             replicas: plan.replicas.clone(),
             fallbacks: plan.fallbacks.clone(),
             strict: plan.strict,
+            also: plan.also.clone(),
         })
         .await?;
     for (column, cell) in &outcome.cells {

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
-use tessera_cluster::{MembershipView, NodeId};
+use tessera_cluster::{Liveness, NodeId};
 use tessera_storage::{Cell, RowKey, StorageError};
 use tessera_version::encode_context;
 
 use super::error::ApiError;
 use crate::consistency::ConsistencyLevel;
-use crate::node::{Node, Store};
+use crate::node::Node;
 use crate::schema::TableSchema;
+use crate::storage::Store;
 
 /// Where and how a data request runs: its row, the key's replicas in preference order, and how
 /// many of them must answer.
@@ -21,6 +22,8 @@ use crate::schema::TableSchema;
 pub struct Plan {
     pub row: RowKey,
     pub replicas: Vec<NodeId>,
+    /// During a move, the other replica set writes must also reach W in.
+    pub also: Vec<NodeId>,
     /// Nodes that may hold hints for down replicas (sloppy quorum).
     pub fallbacks: Vec<NodeId>,
     /// Only real replicas count towards the level (no hints), like Riak's pw/pr.
@@ -36,9 +39,12 @@ impl Plan {
         HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0/0/0"))
     }
 
-    /// True when this node holds a replica of the row.
+    /// True when this node holds a replica of the row (in either set during a move).
     pub fn is_local(&self, node: &Node) -> bool {
-        self.replicas.iter().any(|r| r == node.id())
+        self.replicas
+            .iter()
+            .chain(&self.also)
+            .any(|r| r == node.id())
     }
 }
 
@@ -71,20 +77,24 @@ pub fn plan(
     });
     let required = level.required(table.replication)?;
     let row = node.row_key(table.id, key);
-    let replicas = node.cluster.replicas(row.partition, table.replication);
-    let fallbacks = node.cluster.fallbacks(row.partition, table.replication);
+    let placement = node
+        .cluster
+        .topology
+        .placement(row.partition, table.replication);
     let membership = node.cluster.gossip.as_ref();
-    let live_replicas = replicas.iter().filter(|r| membership.is_alive(r)).count() as u32;
-    // A live fallback can stand in for each down replica, unless the request is strict.
-    let stand_ins = match (access, strict) {
-        (Access::Write, false) => {
-            let down = replicas.len() as u32 - live_replicas;
-            down.min(fallbacks.iter().filter(|f| membership.is_alive(f)).count() as u32)
-        }
-        _ => 0,
+    let liveness = Liveness::of(
+        &node.id().to_owned(),
+        &placement.replicas,
+        &placement.fallbacks,
+        membership,
+    );
+    let checked = match access {
+        Access::Read => tessera_cluster::Access::Read,
+        Access::Write => tessera_cluster::Access::Write { strict },
     };
-    let alive = live_replicas + stand_ins;
-    if required > alive {
+    if liveness.check(required, checked).is_err() {
+        let alive = liveness.reachable(checked);
+        let replicas = &placement.replicas;
         let members = node.cluster.ring().node_count();
         let why = if (replicas.len() as u32) < table.replication {
             format!(
@@ -93,7 +103,7 @@ pub fn plan(
                 if members == 1 { "" } else { "s" }
             )
         } else {
-            let down = replicas.len() as u32 - alive;
+            let down = liveness.down.len();
             format!(
                 "{down} of its replicas {} down",
                 if down == 1 { "is" } else { "are" }
@@ -101,7 +111,7 @@ pub fn plan(
         };
         let states: Vec<_> = replicas
             .iter()
-            .map(|r| json!({ "node": r, "state": if membership.is_alive(r) { "alive" } else { "down" } }))
+            .map(|r| json!({ "node": r, "state": if liveness.down.contains(r) { "down" } else { "alive" } }))
             .collect();
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -117,9 +127,30 @@ pub fn plan(
         .with("replication", table.replication)
         .with("replicas", json!(states)));
     }
+    // During a move, writes need W in the other replica set too (real replicas only).
+    if matches!(access, Access::Write) && !placement.also.is_empty() {
+        let also = Liveness::of(&node.id().to_owned(), &placement.also, &[], membership);
+        if let Err(failure) = also.check(required, tessera_cluster::Access::Write { strict: true })
+        {
+            return Err(ApiError::quorum(
+                "unavailable",
+                format!(
+                    "consistency {level} needs {required} of the {} replicas data is moving to or from, but only {} can be reached",
+                    placement.also.len(),
+                    also.alive.len()
+                ),
+                &failure,
+            )
+            .with("level", level.to_string()));
+        }
+    }
+    let replicas = placement.replicas;
+    let also = placement.also;
+    let fallbacks = placement.fallbacks;
     Ok(Plan {
         row,
         replicas,
+        also,
         fallbacks,
         strict,
         required,

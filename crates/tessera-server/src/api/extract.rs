@@ -7,8 +7,9 @@
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tessera_storage::{Context, MAX_COLUMN_LEN, MAX_KEY_LEN};
 
 use super::error::ApiError;
@@ -323,9 +324,28 @@ pub async fn read_body(
     max: usize,
     code: &'static str,
     what: &str,
+    timeout: Duration,
 ) -> Result<Bytes, ApiError> {
     check_declared_length(headers, max, code, what)?;
-    axum::body::to_bytes(body, max).await.map_err(|err| {
+    // A client that sends its body slowly (or stops) must not hold a connection and a task for
+    // ever: the whole body must arrive within the timeout.
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, max))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "{what} did not arrive within {} ms (requests.body_timeout_ms)",
+                    timeout.as_millis()
+                ),
+            )
+            .with(
+                "timeout_ms",
+                u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            )
+        })?;
+    read.map_err(|err| {
         let inner = err.into_inner();
         if inner
             .downcast_ref::<http_body_util::LengthLimitError>()

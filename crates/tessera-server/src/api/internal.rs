@@ -63,8 +63,15 @@ pub async fn take_table(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_secret(&node, &headers)?;
-    let bytes =
-        extract::read_body(body, &headers, 64 * 1024, "body_too_large", "the table").await?;
+    let bytes = extract::read_body(
+        body,
+        &headers,
+        64 * 1024,
+        "body_too_large",
+        "the table",
+        node.body_timeout(),
+    )
+    .await?;
     let table: TableSchema = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
     let node2 = node.clone();
     tokio::task::spawn_blocking(move || node2.schema.apply(&node2.store, &table))
@@ -187,6 +194,7 @@ pub async fn rpc(
         node.config.limits.max_internal_message_bytes,
         "body_too_large",
         "the internal message",
+        node.body_timeout(),
     )
     .await?;
     let request = decode_request(&bytes).map_err(|e| {

@@ -6,6 +6,7 @@ mod data;
 pub mod error;
 mod extract;
 mod internal;
+mod node;
 mod ops;
 mod rows;
 mod tables;
@@ -17,7 +18,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 
 use crate::node::Node;
@@ -52,6 +53,10 @@ pub fn router(node: Arc<Node>) -> Router {
             "/internal/v1/local/tables/{table}/rows/{key}/{column}",
             get(internal::local_cell),
         )
+        .route("/v1/node/workers", get(node::workers))
+        .route("/v1/node/workers/{name}", patch(node::configure))
+        .route("/v1/node/workers/{name}/pause", post(node::pause))
+        .route("/v1/node/workers/{name}/resume", post(node::resume))
         .route("/v1/cluster", get(cluster::members))
         .route("/v1/cluster/ring", get(cluster::ring))
         .route("/health", get(ops::health))

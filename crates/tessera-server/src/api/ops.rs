@@ -19,12 +19,13 @@ pub async fn health(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
 
 pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
     let store = node.store.clone();
+    let hint_store = node.hints.clone();
     let (stats, hints) = tokio::task::spawn_blocking(move || {
         let stats = ColumnFamily::ALL
             .iter()
             .map(|cf| store.stats(*cf).map(|stats| (*cf, stats)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, tessera_storage::StorageError>((stats, store.hint_targets()?))
+        Ok::<_, tessera_storage::StorageError>((stats, hint_store.targets()?))
     })
     .await
     .map_err(|e| ApiError::internal(format!("reading storage stats failed: {e}")))??;
@@ -48,6 +49,10 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
         .record_commits(node.cluster.coordinator.writer().stats());
     node.metrics
         .record_cell_cache(&node.store.cell_cache_stats());
+    let workers = super::node::report(&node);
+    node.metrics
+        .workers
+        .record(&workers.workers, &workers.budgets);
     let text = node
         .metrics
         .render()

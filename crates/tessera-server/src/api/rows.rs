@@ -156,6 +156,7 @@ pub async fn post_row(
         max_batch,
         "body_too_large",
         "the batch body",
+        node.body_timeout(),
     )
     .await?;
     let batch: BatchRequest = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;

@@ -40,6 +40,7 @@ pub async fn create_table(
         MAX_TABLE_BODY,
         "body_too_large",
         "the table definition",
+        node.body_timeout(),
     )
     .await?;
     let request: CreateTable = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -62,7 +63,7 @@ pub async fn create_table(
     .map_err(|e| ApiError::internal(format!("table creation failed: {e}")))??;
     Ok(match created {
         Created::New(schema) => {
-            crate::schema_sync::push(&node, &schema).await;
+            node.cluster.schema_pushes.push(&schema).await;
             (StatusCode::CREATED, Json(json!(schema.as_ref()))).into_response()
         }
         Created::AlreadyExists(schema) => Json(json!(schema.as_ref())).into_response(),

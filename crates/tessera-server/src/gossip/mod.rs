@@ -6,11 +6,13 @@
 //!   finished declaring it dead;
 //! - the member list, states, incarnations and phi values of `GET /v1/cluster`.
 //!
-//! [`runtime::run`] is the task that drives it: datagrams in, timer ticks, datagrams out (sealed
-//! with the cluster secret, [`seal`]), and the events that the node acts on (addresses, the
-//! roster and ring, hint delivery, table schemas). Membership uses UDP on the same address and
+//! [`runtime::MembershipWorker`] is the worker that drives it: datagrams in, timer ticks,
+//! datagrams out (sealed with the cluster secret, [`seal`]), and the events that the node acts on
+//! in memory (addresses, hint delivery). What needs the disk (the roster and ring, table schemas)
+//! goes to the `membership-events` worker ([`events`]), so the gossip loop never waits on storage. Membership uses UDP on the same address and
 //! port as the node's HTTP, bound to the node's own IP (DESIGN.md section 6).
 
+pub mod events;
 pub mod metadata;
 pub mod runtime;
 pub mod seal;

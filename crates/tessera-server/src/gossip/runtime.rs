@@ -1,132 +1,187 @@
-//! The membership task: one UDP socket, the SWIM state machine, and what the node does with its
-//! events.
+//! The membership worker: one UDP socket, the SWIM state machine, and what the node does with
+//! its events.
 //!
-//! The loop waits for whichever comes first: a datagram, the state machine's next deadline, the
-//! next publish of this node's metadata, or the stop signal. Whatever the state machine returns
-//! is acted on before the next wait: datagrams are sealed and sent, events update the peer
-//! directory, the roster and ring, hint delivery and the schema. On stop, the node leaves
-//! gracefully, so its peers mark it down at once instead of after a suspicion timeout.
+//! Each step handles the datagrams that have arrived (without waiting for more) and, when the
+//! state machine's next deadline or the next publish of this node's metadata is due, ticks it;
+//! between steps the worker waits for whichever comes first. What the state machine returns is
+//! acted on at once: datagrams are sealed and sent, and events update the peer directory and
+//! wake hint delivery, all in memory. Nothing here waits on the disk: what must be written (a new
+//! node for the roster, a table) goes to the `membership-events` worker (`events.rs`), so a
+//! storage stall cannot delay an ack and make peers suspect a node that is only slow. On stop,
+//! the node leaves gracefully, so its peers mark it down at once instead of after a suspicion
+//! timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_membership::{Event, Output};
-use tessera_storage::ColumnFamily;
+use tessera_worker::{Step, StepContext, Worker, WorkerError, WorkerStatus};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::metadata::{self, Facts, TABLE_PREFIX};
+use super::events::MetadataEvent;
+use super::metadata::{self, Facts};
 use super::seal::Sealer;
 use crate::node::Node;
 
 /// How often this node's metadata is compared with what it published, and republished.
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the load figures are refreshed (RocksDB's estimates are cheap, not free).
-const LOAD_INTERVAL: Duration = Duration::from_secs(10);
 /// How often a node that knows no live member joins through its seeds again.
 const REJOIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Room for any datagram: the core never sends more than its max payload, but a peer might.
 const RECEIVE_BUFFER: usize = 64 * 1024;
+/// Most datagrams handled in one step, so a flood cannot starve the timers.
+const STEP_DATAGRAMS: usize = 256;
 
-/// Runs membership until `stop` turns true.
-pub async fn run(node: Arc<Node>, socket: UdpSocket, mut stop: watch::Receiver<bool>) {
-    let gossip = node.cluster.gossip.clone();
-    let sealer = Sealer::new(node.config.cluster.secret.as_bytes());
-    let started = Instant::now() - Duration::from_millis(gossip.now_ms());
-    let mut chores = Chores::new();
-    let mut buf = vec![0u8; RECEIVE_BUFFER];
-    info!(node = node.id(), seeds = ?gossip.seeds(), "membership starting");
-    let out = gossip
-        .swim()
-        .join(gossip.seeds().iter().cloned(), gossip.now_ms());
-    act(&node, &socket, &sealer, out).await;
-    loop {
-        let deadline = gossip
-            .swim()
-            .next_deadline()
-            .map_or(chores.next_publish, |ms| {
-                started + Duration::from_millis(ms)
-            })
-            .min(chores.next_publish);
-        let out = tokio::select! {
-            () = stopped(&mut stop) => break,
-            _ = tokio::time::sleep_until(deadline) => {
-                chores.run_due(&node, &socket, &sealer).await;
-                // A statement of its own, so the lock is released before anything awaits.
-                let out = gossip.swim().tick(gossip.now_ms());
-                out
-            }
-            received = socket.recv_from(&mut buf) => match received {
-                Ok((len, from)) => receive(&node, &sealer, &buf[..len], from),
-                Err(error) => {
-                    // ICMP errors from earlier sends surface here on some systems; not fatal.
-                    debug!(node = node.id(), %error, "membership socket receive failed");
-                    continue;
-                }
-            },
-        };
-        act(&node, &socket, &sealer, out).await;
-    }
-    let out = gossip.swim().leave(gossip.now_ms());
-    info!(
-        node = node.id(),
-        "membership stopping: told peers this node is leaving"
-    );
-    act(&node, &socket, &sealer, out).await;
-}
+/// The worker's name.
+pub const MEMBERSHIP: &str = "membership";
 
-/// The runtime's periodic work besides the state machine's own timers.
-struct Chores {
+/// The membership worker; see the module docs.
+pub struct MembershipWorker {
+    node: Arc<Node>,
+    socket: UdpSocket,
+    sealer: Sealer,
+    /// The state machine's clock starts here.
+    started: Instant,
+    buf: Vec<u8>,
+    joined: bool,
     next_publish: Instant,
-    next_load: Instant,
     next_rejoin: Instant,
-    load: Option<(u64, u64)>,
+    datagrams: u64,
 }
 
-impl Chores {
-    fn new() -> Self {
+impl MembershipWorker {
+    /// Membership of `node` over `socket` (bound to the node's own address and port).
+    pub fn new(node: Arc<Node>, socket: UdpSocket) -> Self {
+        let gossip = node.cluster.gossip.clone();
         let now = Instant::now();
         Self {
+            sealer: Sealer::new(node.config.cluster.secret.as_bytes()),
+            started: now - Duration::from_millis(gossip.now_ms()),
+            node,
+            socket,
+            buf: vec![0u8; RECEIVE_BUFFER],
+            joined: false,
             next_publish: now,
-            next_load: now,
             next_rejoin: now + REJOIN_INTERVAL,
-            load: None,
+            datagrams: 0,
         }
     }
 
-    /// Republishes changed metadata (refreshing the load figures now and then), and joins
-    /// through the seeds again when this node knows no live member.
-    async fn run_due(&mut self, node: &Arc<Node>, socket: &UdpSocket, sealer: &Sealer) {
+    /// When the next tick is due: the state machine's deadline or the next publish.
+    fn next_deadline(&self) -> Instant {
+        let gossip = &self.node.cluster.gossip;
+        gossip
+            .swim()
+            .next_deadline()
+            .map_or(self.next_publish, |ms| {
+                self.started + Duration::from_millis(ms)
+            })
+            .min(self.next_publish)
+    }
+
+    /// Republishes changed metadata, and joins through the seeds again when this node knows no
+    /// live member.
+    async fn chores(&mut self) {
         let now = Instant::now();
         if now < self.next_publish {
             return;
         }
-        if now >= self.next_load {
-            self.load = data_load(node).await;
-            self.next_load = now + LOAD_INTERVAL;
-        }
-        publish(node, self.load);
+        publish(&self.node);
         self.next_publish = now + PUBLISH_INTERVAL;
-        if now >= self.next_rejoin && alone(node) {
+        if now >= self.next_rejoin && alone(&self.node) {
             // Cut off from everyone for longer than the dead memory: the state machine has
             // forgotten its peers, so start over from the seeds.
             self.next_rejoin = now + REJOIN_INTERVAL;
-            let gossip = &node.cluster.gossip;
+            let gossip = &self.node.cluster.gossip;
             let out = gossip
                 .swim()
                 .join(gossip.seeds().iter().cloned(), gossip.now_ms());
-            act(node, socket, sealer, out).await;
+            act(&self.node, &self.socket, &self.sealer, out).await;
         }
     }
 }
 
-/// Completes once `stop` is true (or its sender is gone). The watch's guard stays inside, so
-/// the caller's future stays `Send`.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
+impl Worker for MembershipWorker {
+    fn name(&self) -> String {
+        MEMBERSHIP.to_owned()
+    }
+
+    fn status(&self) -> WorkerStatus {
+        let snapshot = self.node.cluster.gossip.snapshot();
+        let alive = snapshot.members.values().filter(|m| m.usable).count();
+        WorkerStatus {
+            progress: Some(format!(
+                "{alive} of {} other members usable",
+                snapshot.members.len()
+            )),
+            ..WorkerStatus::default()
+        }
+        .counter("datagrams", self.datagrams)
+    }
+
+    async fn step(&mut self, _ctx: &StepContext) -> Result<Step, WorkerError> {
+        let gossip = self.node.cluster.gossip.clone();
+        if !self.joined {
+            self.joined = true;
+            info!(node = self.node.id(), seeds = ?gossip.seeds(), "membership starting");
+            let out = gossip
+                .swim()
+                .join(gossip.seeds().iter().cloned(), gossip.now_ms());
+            act(&self.node, &self.socket, &self.sealer, out).await;
+            return Ok(Step::Busy { units: 0 });
+        }
+        let mut handled = 0;
+        while handled < STEP_DATAGRAMS {
+            match self.socket.try_recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    handled += 1;
+                    let out = receive(&self.node, &self.sealer, &self.buf[..len], from);
+                    act(&self.node, &self.socket, &self.sealer, out).await;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here on some systems; not fatal.
+                    debug!(node = self.node.id(), %error, "membership socket receive failed");
+                    handled += 1;
+                }
+            }
+        }
+        self.datagrams += handled as u64;
+        let ticked = Instant::now() >= self.next_deadline();
+        if ticked {
+            self.chores().await;
+            // A statement of its own, so the lock is released before anything awaits.
+            let out = gossip.swim().tick(gossip.now_ms());
+            act(&self.node, &self.socket, &self.sealer, out).await;
+        }
+        if handled == 0 && !ticked {
+            return Ok(Step::Idle);
+        }
+        Ok(Step::Busy {
+            units: handled as u64,
+        })
+    }
+
+    async fn wait_for_work(&mut self) {
+        let deadline = self.next_deadline();
+        tokio::select! {
+            _ = self.socket.readable() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+
+    async fn finish(&mut self) {
+        let gossip = self.node.cluster.gossip.clone();
+        let out = gossip.swim().leave(gossip.now_ms());
+        info!(
+            node = self.node.id(),
+            "membership stopping: told peers this node is leaving"
+        );
+        act(&self.node, &self.socket, &self.sealer, out).await;
+    }
 }
 
 /// Opens and handles one datagram.
@@ -162,7 +217,7 @@ async fn act(node: &Arc<Node>, socket: &UdpSocket, sealer: &Sealer, out: Output)
         }
     }
     for event in out.events {
-        on_event(node, event).await;
+        on_event(node, event);
     }
     let gossip = &node.cluster.gossip;
     let swim = gossip.swim();
@@ -170,7 +225,8 @@ async fn act(node: &Arc<Node>, socket: &UdpSocket, sealer: &Sealer, out: Output)
     node.metrics.record_membership(&swim);
 }
 
-async fn on_event(node: &Arc<Node>, event: Event) {
+/// Acts on one event, in memory only (see the module docs).
+fn on_event(node: &Arc<Node>, event: Event) {
     let cluster = &node.cluster;
     match event {
         Event::MemberUp(id) => {
@@ -203,46 +259,17 @@ async fn on_event(node: &Arc<Node>, event: Event) {
                     .collect()
             };
             for (key, value) in values {
-                on_metadata(node, &from.node, &key, &value).await;
-            }
-        }
-    }
-}
-
-async fn on_metadata(node: &Arc<Node>, from: &str, key: &str, value: &str) {
-    if key == "created" {
-        if let Some(created) = metadata::created(value) {
-            let (node2, from2) = (node.clone(), from.to_owned());
-            let learned =
-                tokio::task::spawn_blocking(move || node2.cluster.learn_node(&from2, created))
-                    .await;
-            match learned {
-                Ok(Ok(true)) => info!(node = node.id(), member = from, "member joined the ring"),
-                Ok(Ok(false)) => {}
-                Ok(Err(error)) => {
-                    warn!(node = node.id(), member = from, %error, "cannot add a member to the ring")
+                if key == "http" {
+                    if let Ok(addr) = value.parse::<SocketAddr>() {
+                        cluster.directory.set(&from.node, addr);
+                    }
+                } else if MetadataEvent::needs_disk(&key) {
+                    cluster.events.push(MetadataEvent {
+                        from: from.node.clone(),
+                        key,
+                        value,
+                    });
                 }
-                Err(error) => warn!(node = node.id(), %error, "roster update failed"),
-            }
-        }
-    } else if key == "http" {
-        if let Ok(addr) = value.parse::<SocketAddr>() {
-            node.cluster.directory.set(from, addr);
-        }
-    } else if key.starts_with(TABLE_PREFIX) {
-        match metadata::table(value) {
-            Ok(table) if node.schema.get(&table.name).is_none() => {
-                let node2 = node.clone();
-                let applied =
-                    tokio::task::spawn_blocking(move || node2.schema.apply(&node2.store, &table))
-                        .await;
-                if let Ok(Err(error)) = applied {
-                    warn!(node = node.id(), peer = from, %error, "cannot take a table from a peer");
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                warn!(node = node.id(), peer = from, %key, %error, "a peer published a table that does not parse")
             }
         }
     }
@@ -256,7 +283,7 @@ fn alone(node: &Node) -> bool {
 }
 
 /// Sets every metadata key whose value changed since it was last published.
-fn publish(node: &Node, load: Option<(u64, u64)>) {
+fn publish(node: &Node) {
     let ring = node.cluster.ring();
     let tables = node.schema.list();
     let wanted = metadata::publish(&Facts {
@@ -265,7 +292,7 @@ fn publish(node: &Node, load: Option<(u64, u64)>) {
         in_ring: ring.contains(&node.id().to_owned()),
         ring_epoch: ring.epoch(),
         tables: &tables,
-        load,
+        load: node.cluster.events.load().get(),
     });
     let mut swim = node.cluster.gossip.swim();
     let local = node.id().to_owned();
@@ -274,14 +301,5 @@ fn publish(node: &Node, load: Option<(u64, u64)>) {
         if current != Some(value.as_str()) {
             swim.set_metadata(key, value);
         }
-    }
-}
-
-/// Keys and bytes of the data column family, as RocksDB estimates them.
-async fn data_load(node: &Arc<Node>) -> Option<(u64, u64)> {
-    let store = node.store.clone();
-    match tokio::task::spawn_blocking(move || store.stats(ColumnFamily::Data)).await {
-        Ok(Ok(stats)) => Some((stats.keys, stats.live_bytes)),
-        _ => None,
     }
 }

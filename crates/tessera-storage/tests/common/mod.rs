@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use tessera_storage::{
-    Cell, CellValue, CellWrite, CfStats, ColumnFamily, Context, Engine, KvPairs, MemoryEngine,
-    RowKey, RowOp, StorageError, WriteBatch, MAX_COLUMN_LEN,
+    Cell, CellValue, CellWrite, CfStats, ColumnFamily, Context, Engine, EngineRead, KvIter,
+    KvPairs, MemoryEngine, MemorySnapshot, RowKey, RowOp, StorageError, WriteBatch, MAX_COLUMN_LEN,
 };
 
 /// The in-memory engine, counting reads and writes and failing writes on demand.
@@ -20,7 +20,7 @@ pub struct Probe {
     pub fail_writes: AtomicBool,
 }
 
-impl Engine for Probe {
+impl EngineRead for Probe {
     fn get(&self, cf: ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(cf, key)
@@ -34,6 +34,18 @@ impl Engine for Probe {
         limit: usize,
     ) -> Result<KvPairs, StorageError> {
         self.inner.scan(cf, start, end, limit)
+    }
+
+    fn iter(&self, cf: ColumnFamily, start: &[u8], end: Option<&[u8]>) -> KvIter<'_> {
+        self.inner.iter(cf, start, end)
+    }
+}
+
+impl Engine for Probe {
+    type Snapshot = MemorySnapshot;
+
+    fn snapshot(&self) -> MemorySnapshot {
+        self.inner.snapshot()
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {

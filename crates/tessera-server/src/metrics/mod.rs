@@ -1,5 +1,7 @@
-//! Prometheus metrics of a node: requests, latency, siblings, storage size, the coordinator, hints
-//! and membership.
+//! Prometheus metrics of a node: requests, latency, siblings, storage size, the coordinator, hints,
+//! membership, and (in [`workers`]) the background workers.
+
+mod workers;
 
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ pub struct Metrics {
     membership_events: IntCounterVec,
     membership_members: IntGaugeVec,
     membership_rejected: IntCounterVec,
+    pub workers: workers::WorkerMetrics,
 }
 
 impl Metrics {
@@ -174,7 +177,9 @@ impl Metrics {
         registry.register(Box::new(cell_cache_entries.clone()))?;
         registry.register(Box::new(cell_cache_bytes.clone()))?;
         registry.register(Box::new(storage_keys.clone()))?;
+        let workers = workers::WorkerMetrics::new(&registry)?;
         Ok(Self {
+            workers,
             registry,
             requests,
             latency,
@@ -321,6 +326,9 @@ impl Metrics {
             ("hints_failed", stats.hints_failed),
             ("hints_stored_locally", stats.hints_stored_locally),
             ("hints_lost", stats.hints_lost),
+            ("stragglers", stats.stragglers),
+            ("stragglers_hinted", stats.stragglers_hinted),
+            ("repairs_skipped", stats.repairs_skipped),
         ];
         for (event, total) in events {
             let counter = self.coordinator_events.with_label_values(&[event]);
