@@ -141,6 +141,11 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     converge_within: Option<u64>,
 
+    /// How long to wait after the heal for every member alive, the same ring everywhere and no
+    /// hints (reads are judged for staleness only after that recovery).
+    #[arg(long, default_value_t = 180)]
+    recover_within: u64,
+
     /// The report folder (default: ./data/chaos/seed-<seed>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -341,6 +346,7 @@ fn config(args: Args) -> anyhow::Result<RunConfig> {
         client_timeout: Duration::from_millis(args.client_timeout_ms),
         converge_timeout: Duration::from_secs(converge_timeout),
         converge_within: args.converge_within,
+        recover_within: Duration::from_secs(args.recover_within.max(1)),
         keep_data: args.keep_data,
         node_env: args
             .node_env

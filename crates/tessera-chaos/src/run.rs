@@ -72,6 +72,8 @@ pub struct RunConfig {
     pub client_timeout: Duration,
     pub converge_timeout: Duration,
     pub converge_within: Option<u64>,
+    /// How long to wait, after the heal, for the recovery.
+    pub recover_within: Duration,
     pub keep_data: bool,
     pub route: workload::Route,
     /// Extra environment of every node the harness starts.
@@ -615,7 +617,7 @@ async fn drive(
         return Err(e);
     }
     log("healed; waiting for the recovery (members alive, rings agreed, no hints)");
-    let recovered = health::wait_for(Duration::from_secs(180), Duration::from_millis(500), || {
+    let recovered = health::wait_for(config.recover_within, Duration::from_millis(500), || {
         recovered(&api, &hosts, &ids)
     })
     .await;
@@ -633,7 +635,10 @@ async fn drive(
             round
         }
         Err(why) => {
-            let text = format!("the cluster did not recover within 180 s of the heal: {why}");
+            let text = format!(
+                "the cluster did not recover within {} s of the heal: {why}",
+                config.recover_within.as_secs()
+            );
             note(&recorder, notes, text.clone());
             phase(PhaseName::NotRecovered, Instant::now(), text);
             Instant::now()
