@@ -233,6 +233,10 @@ impl<'a> Indexed<'a> {
         let Some(recovered) = self.recovered_at() else {
             return false;
         };
+        // A wiped replica lost what it held, so a quorum may legitimately miss a write.
+        if self.wiped() {
+            return false;
+        }
         if write.outcome != Outcome::Ok || !write.f.is_write() || read_start_us < recovered {
             return false;
         }
@@ -267,8 +271,8 @@ pub fn check(events: &[Event]) -> Result<Verdict, ChaosError> {
     }
     if history.wiped() {
         verdict.notes.push(
-            "a replica's data dir was wiped, so replica counts (under-replication) were not \
-             judged: without anti-entropy nothing refills a wiped replica"
+            "a replica's data dir was wiped, so neither replica counts (under-replication) nor \
+             reads (staleness) were judged: without anti-entropy nothing refills a wiped replica"
                 .into(),
         );
     }

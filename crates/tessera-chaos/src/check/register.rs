@@ -298,7 +298,7 @@ fn check_key(
         .collect();
     for s in &seen {
         let Some(read) = s.read else { continue };
-        if history.recovered_at().is_none_or(|t| read.start_us < t) {
+        if history.wiped() || history.recovered_at().is_none_or(|t| read.start_us < t) {
             continue;
         }
         counts.reads_judged += 1;

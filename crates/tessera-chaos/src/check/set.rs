@@ -139,7 +139,7 @@ fn check_key(
 
     // Reads while healthy see every add acknowledged before they began.
     for (read, seen) in &reads {
-        if history.recovered_at().is_none_or(|t| read.start_us < t) {
+        if history.wiped() || history.recovered_at().is_none_or(|t| read.start_us < t) {
             continue;
         }
         counts.reads_judged += 1;

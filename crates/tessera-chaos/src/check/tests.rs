@@ -425,6 +425,11 @@ fn an_under_replicated_add_is_caught_unless_a_disk_was_wiped() {
 
     h.fault("wipe", 11.0, 12.0);
     assert!(h.verdict().ok());
+    // Nor are reads judged for staleness.
+    let mut h = clean_set();
+    h.read_set("s0", 24.0, 24.1, &["e1"]);
+    h.fault("wipe", 11.0, 12.0);
+    assert!(h.verdict().ok(), "{:#?}", h.verdict().violations);
 }
 
 #[test]
