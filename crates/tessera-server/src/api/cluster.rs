@@ -397,3 +397,48 @@ fn layout_error(node: &Node, error: LayoutFailure) -> ApiError {
         other => ApiError::internal(other.to_string()),
     }
 }
+
+/// The query of `GET /v1/cluster/locate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocateQuery {
+    table: Option<String>,
+    key: Option<String>,
+}
+
+/// `GET /v1/cluster/locate?table=T&key=K`: where a row lives (like Cassandra's
+/// `nodetool getendpoints`): its token and partition, the replicas reads ask and writes count W
+/// in, during a move the other set writes also need, and the fallbacks.
+pub async fn locate(
+    State(node): State<Arc<Node>>,
+    extract::ApiQuery(query): extract::ApiQuery<LocateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let table = query
+        .table
+        .ok_or_else(|| ApiError::invalid_parameter("table", "give the table: ?table=T&key=K"))?;
+    let key = query
+        .key
+        .filter(|k| !k.is_empty() && k.len() <= tessera_storage::MAX_KEY_LEN)
+        .ok_or_else(|| {
+            ApiError::invalid_parameter("key", "give a key of 1 to 65,535 bytes: ?table=T&key=K")
+        })?;
+    let schema = super::data::table(&node, &table)?;
+    let row = node.row_key(schema.id, key.clone().into_bytes());
+    let placement = node
+        .cluster
+        .topology
+        .placement(row.partition, schema.replication);
+    if placement.epoch == 0 {
+        return Err(not_joined(&node));
+    }
+    Ok(Json(json!({
+        "table": table,
+        "key": key,
+        "token": row.token,
+        "partition": row.partition,
+        "epoch": placement.epoch,
+        "replicas": placement.replicas,
+        "also": placement.also,
+        "fallbacks": placement.fallbacks,
+    })))
+}

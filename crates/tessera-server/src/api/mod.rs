@@ -62,6 +62,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/cluster/plan", get(cluster::staged).post(cluster::plan))
         .route("/v1/cluster/commit", post(cluster::commit))
         .route("/v1/cluster/abort", post(cluster::abort))
+        .route("/v1/cluster/locate", get(cluster::locate))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)
