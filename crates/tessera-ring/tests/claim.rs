@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use support::*;
-use tessera_ring::{NodeId, PartitionScheme, Ring, RingError};
+use tessera_ring::{diff, NodeId, PartitionScheme, Ring, RingError};
 
 const PARTITIONS: [u32; 3] = [64, 256, 1024];
 
@@ -170,6 +170,64 @@ fn claim_is_deterministic() {
     assert_eq!(
         a.with_changes([], [leaving.clone()]).unwrap(),
         a.with_node_removed(&leaving).unwrap()
+    );
+}
+
+/// A replacement moves exactly the old node's partitions, all to the new node, and nothing else
+/// changes: loads, windows and every preference list but for the name.
+#[test]
+fn a_replacement_moves_only_the_old_nodes_partitions() {
+    let scheme = PartitionScheme::new(256).unwrap();
+    for s in [1usize, 2, 3, 5, 9] {
+        let ring = Ring::new(scheme, names("n", s), 3).unwrap();
+        for (old, new) in [("n000", "m"), ("n000", "zz"), ("n000", "a")] {
+            let (old, new): (NodeId, NodeId) = (old.into(), new.into());
+            let next = ring.with_node_replaced(&old, new.clone()).unwrap();
+            check_claimed(&next).unwrap();
+            let moves = diff(&ring, &next);
+            assert_eq!(
+                moves.iter().map(|m| m.partition).collect::<Vec<_>>(),
+                ring.partitions_of(&old)
+            );
+            assert!(moves.iter().all(|m| m.from == old && m.to == new));
+            assert_eq!(next.epoch(), ring.epoch() + 1);
+            assert_eq!(
+                ring.target_n_violations(),
+                next.target_n_violations(),
+                "S={s}"
+            );
+            let rename = |n: &NodeId| if *n == old { new.clone() } else { n.clone() };
+            for p in 0..256u16 {
+                let before: Vec<NodeId> = ring.preference_list(p, 3).iter().map(rename).collect();
+                assert_eq!(before, next.preference_list(p, 3));
+            }
+        }
+    }
+    let ring = Ring::new(scheme, names("n", 3), 3).unwrap();
+    assert_eq!(
+        ring.with_node_replaced(&"zz".into(), "m".into()),
+        Err(RingError::UnknownNode {
+            node: "zz".into(),
+            epoch: 1
+        })
+    );
+    assert_eq!(
+        ring.with_node_replaced(&"n000".into(), "n001".into()),
+        Err(RingError::NodeExists {
+            node: "n001".into(),
+            epoch: 1
+        })
+    );
+    assert_eq!(
+        ring.with_node_replaced(&"n000".into(), "n000".into()),
+        Err(RingError::NodeExists {
+            node: "n000".into(),
+            epoch: 1
+        })
+    );
+    assert_eq!(
+        ring.with_node_replaced(&"n000".into(), String::new()),
+        Err(RingError::EmptyNodeId)
     );
 }
 
@@ -389,6 +447,8 @@ fn histories_of_joins_and_leaves() {
 /// One operation of a history of replacements and batched changes.
 #[derive(Debug, Clone)]
 enum Batch {
+    /// The node at this index (modulo S) is replaced by a new one.
+    Replace(usize),
     /// `add` new nodes join and the nodes at these indices (modulo S, repeats dropped) leave,
     /// all in one epoch.
     Change { add: usize, remove: Vec<usize> },
@@ -396,8 +456,11 @@ enum Batch {
 
 fn batches(max: usize) -> impl Strategy<Value = Vec<Batch>> {
     prop::collection::vec(
-        prop_oneof![(0usize..=3, prop::collection::vec(0usize..64, 0..=3))
-            .prop_map(|(add, remove)| Batch::Change { add, remove }),],
+        prop_oneof![
+            (0usize..64).prop_map(Batch::Replace),
+            (0usize..=3, prop::collection::vec(0usize..64, 0..=3))
+                .prop_map(|(add, remove)| Batch::Change { add, remove }),
+        ],
         1..=max,
     )
 }
@@ -657,6 +720,20 @@ fn run_batches(
         let nodes: Vec<NodeId> = ring.nodes().cloned().collect();
         let ctx = format!("Q={q} N={n} {s} nodes, {batch:?} from {s0} nodes, {batches:?}");
         let new = match batch {
+            Batch::Replace(i) => {
+                next += 1;
+                let old = &nodes[i % s];
+                let new = ring
+                    .with_node_replaced(old, format!("r{next:03}"))
+                    .map_err(|e| format!("{ctx}: {e}"))?;
+                let moved = diff(&ring, &new);
+                if moved.len() != ring.partitions_of(old).len()
+                    || moved.iter().any(|m| m.from != *old)
+                {
+                    return Err(format!("{ctx}: a replacement moved {moved:?}"));
+                }
+                new
+            }
             Batch::Change { add, remove } => {
                 let mut remove: Vec<NodeId> = remove.iter().map(|i| nodes[i % s].clone()).collect();
                 remove.sort();

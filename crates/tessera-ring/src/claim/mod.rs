@@ -11,8 +11,10 @@
 //!    repeated node, so a repeat does not break replication; it only makes one preference list
 //!    reach a partition further, and the replica load slightly uneven.)
 //! 3. **Small changes**: a join moves about Q/S partitions, to the newcomer; a leave moves the
-//!    leaving node's partitions. Partitions move between two nodes that both stay only where the
-//!    change itself cannot keep loads in band and windows distinct.
+//!    leaving node's partitions; a replacement moves exactly the old node's partitions, to the new
+//!    one. Partitions move between two nodes that both stay only where the change itself cannot
+//!    keep loads in band and windows distinct, and those extra moves are counted
+//!    ([`move_counts`](crate::move_counts)).
 //!
 //! # What claim guarantees
 //!
@@ -39,8 +41,8 @@
 //!   distinct windows (S = N not dividing Q; tiny Q): repeats are unavoidable, and claim only
 //!   avoids adding them with the partitions that move anyway.
 //! - **Moves.** A join moves the newcomer's load to it, a leave the leaving node's load away from
-//!   it (each at most `hi`, so at most ⌈1.2·Q/S⌉ once Q/S ≥ 8); a batch of changes does both for
-//!   each node. Moves between staying nodes
+//!   it (each at most `hi`, so at most ⌈1.2·Q/S⌉ once Q/S ≥ 8), a replacement exactly the old
+//!   node's partitions; a batch of changes does both for each node. Moves between staying nodes
 //!   come on top, only where windows must be distinct or a load left the band; how many depends
 //!   on how many nodes the ring has for its window (see "What windows cost" below).
 //! - **Determinism.** Claim sees nodes as indices in name order and uses no randomness: the same
@@ -116,7 +118,8 @@
 //! With few nodes for the window, repeats are a structural matter: in a ring of N + 1 nodes with
 //! windows of N every node's partitions are N or N + 1 apart, so a node that leaves leaves holes
 //! that no single move fills, and whole stretches shift. The default N = 3 meets this only when a
-//! cluster shrinks to 4 nodes or grows from 3 to 4.
+//! cluster shrinks to 4 nodes or grows from 3 to 4. Replacing a node ([`Ring::with_node_replaced`](crate::Ring::with_node_replaced))
+//! never costs extra moves.
 
 mod build;
 mod flow;

@@ -67,6 +67,53 @@ impl Ring {
         self.with_changes([], [node.clone()])
     }
 
+    /// The next ring with `new` in place of `old`: `new` owns exactly the partitions `old` owned,
+    /// so no other partition moves, and loads and windows stay as they were.
+    ///
+    /// Errors if `old` is not in the ring, or `new` is empty or already in it (including `new ==
+    /// old`).
+    pub fn with_node_replaced(&self, old: &NodeId, new: NodeId) -> Result<Ring, RingError> {
+        let Some(index) = self.index_of(old) else {
+            return Err(RingError::UnknownNode {
+                node: old.clone(),
+                epoch: self.epoch,
+            });
+        };
+        if new.is_empty() {
+            return Err(RingError::EmptyNodeId);
+        }
+        if self.contains(&new) {
+            return Err(RingError::NodeExists {
+                node: new,
+                epoch: self.epoch,
+            });
+        }
+        let epoch = self.next_epoch()?;
+        let mut nodes = self.nodes.clone();
+        nodes.remove(index as usize);
+        let position = nodes.binary_search(&new).unwrap_or_else(|p| p);
+        nodes.insert(position, new);
+        // Old index -> new index: `old` becomes `new`'s position, the others shift around it.
+        let renumber = |i: u32| -> u32 {
+            if i == index {
+                return position as u32;
+            }
+            let without = if i > index { i - 1 } else { i };
+            if without as usize >= position {
+                without + 1
+            } else {
+                without
+            }
+        };
+        Ok(Ring {
+            epoch,
+            scheme: self.scheme,
+            nodes,
+            owners: self.owners.iter().map(|&i| renumber(i)).collect(),
+            target_n: self.target_n,
+        })
+    }
+
     /// The next ring with every node of `add` joined and every node of `remove` gone, in one
     /// epoch: the leaving nodes' partitions are handed out, then each newcomer (in name order)
     /// takes its share, preferring partitions that move anyway; other partitions move only where

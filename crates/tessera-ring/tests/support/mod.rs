@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use tessera_ring::{diff, replica_changes, NodeId, PartitionId, Ring};
+use tessera_ring::{diff, move_counts, replica_changes, NodeId, PartitionId, Ring};
 
 pub fn names(prefix: &str, count: usize) -> Vec<NodeId> {
     (0..count).map(|i| format!("{prefix}{i:03}")).collect()
@@ -171,7 +171,8 @@ pub struct Change {
     pub changed_nodes: usize,
 }
 
-/// Checks one change from `old` to `new`: epochs, that [`diff`] agrees with the rings, that every node that left gave up all its partitions and every node that joined
+/// Checks one change from `old` to `new`: epochs, that [`diff`] and [`move_counts`] agree with
+/// the rings, that every node that left gave up all its partitions and every node that joined
 /// got only moved partitions, that the moves to and from the changed nodes are at most
 /// `ceil(1.2·Q/S)` per changed node once Q/S ≥ 8, and that replica changes match. Moves between
 /// nodes that stay are counted, not limited.
@@ -204,6 +205,15 @@ pub fn check_moves(old: &Ring, new: &Ring) -> Result<Change, String> {
         if new.contains(&m.from) && old.contains(&m.to) {
             extra += 1;
         }
+    }
+    let counts = move_counts(old, new);
+    if (
+        counts.total,
+        counts.between_staying_nodes,
+        counts.to_or_from_changed_nodes,
+    ) != (moves.len(), extra, moves.len() - extra)
+    {
+        return Err(format!("move_counts {counts:?} disagrees with the diff"));
     }
     let left: Vec<&NodeId> = old.nodes().filter(|n| !new.contains(n)).collect();
     let joined: Vec<&NodeId> = new.nodes().filter(|n| !old.contains(n)).collect();
