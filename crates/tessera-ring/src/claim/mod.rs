@@ -23,16 +23,15 @@
 //!
 //! - **Loads.** Every node owns between `lo = max(1, min(⌈0.9·Q/S⌉, ⌊Q/S⌋))` and
 //!   `hi = max(⌊1.1·Q/S⌋, ⌈Q/S⌉)` partitions: within ±10 % of Q/S, or at the floor or ceiling of
-//!   Q/S where ±10 % holds no whole number. Once Q/S ≥ 10 that is exactly ±10 %; from 8 to 10 the
-//!   ceiling can be up to one partition over (at most 12.5 %, for Q/S just above 8); below 8 it is
-//!   mostly ⌊Q/S⌋ and ⌈Q/S⌉ (Q = 64 on 8 nodes: exactly 8 each). A new ring's loads differ by at
-//!   most one.
+//!   Q/S where ±10 % holds no whole number. Once Q/S ≥ 10 that is exactly ±10 %; below, a load
+//!   is within ±10 % or less than one partition from Q/S (so within 12.5 % once Q/S ≥ 8, and
+//!   exactly 8 each for Q = 64 on 8 nodes). A new ring's loads differ by at most one.
 //! - **Windows, with at least N nodes.** The owners of every N consecutive partitions are
-//!   distinct whenever any ring of this Q and S can have that ([`distinct_windows_possible`](layout::distinct_windows_possible)):
-//!   with S > N nodes once Q ≥ N(N − 1) (for every Q ≥ 32 with N ≤ 5), and with exactly N nodes
-//!   when N divides Q, as a strict rotation. Below Q = N(N − 1) it takes N + ⌈r/q⌉ nodes, writing
-//!   Q = q·N + r (Q = 8 with N = 5: 8 nodes). [`Ring::distinct_windows_guaranteed`](crate::Ring::distinct_windows_guaranteed) says which
-//!   rings these are, and claim moves partitions between staying nodes if that is the only way.
+//!   distinct whenever any ring of this Q and S can have that ([`possible`]): with S > N nodes
+//!   once Q ≥ N(N − 1) (for every Q ≥ 32 with N ≤ 5), and with exactly N nodes when N divides Q,
+//!   as a strict rotation. Below Q = N(N − 1) it takes N + ⌈r/q⌉ nodes, writing Q = q·N + r
+//!   (Q = 8 with N = 5: 8 nodes). [`Ring::distinct_windows_guaranteed`] says which rings these
+//!   are, and claim moves partitions between staying nodes if that is the only way.
 //! - **Windows, with fewer than N nodes (N > S, which includes Q < N).** No window of N can be
 //!   distinct. Every preference list of n ≥ S replicas holds every node whatever the owners, so
 //!   claim never moves a partition between staying nodes for windows here: a change keeps windows
@@ -96,30 +95,39 @@
 //!      holds every other node), a **stretch rewrite** (`rewrite.rs`): dynamic programming over
 //!      the last N − 1 owners finds the fewest owner changes that make a stretch of the ring
 //!      distinct, the stretch widened from 4N partitions to the whole ring until one exists, with
-//!      more and more weight on evenness until chains can put the loads back into band.
+//!      more and more weight on evenness, then prices on the nodes it leaves out of band
+//!      (Lagrangian rounds), until chains can put the loads back into band.
 //!
 //!    Moves in all three are counted against the ring before the change, so a partition that
 //!    moves anyway (a leaving node's) moves again for free.
 //!
 //! # What windows cost
 //!
-//! Moves between staying nodes, per change, from 5,000 random histories of 8 joins and leaves
-//! (Q in {64, 256, 1024}, N ≤ 5, up to 64 nodes), by the node count after the change, in units
-//! of Q/S (S the larger node count):
+//! Moves between staying nodes per change, from 5,000 random histories of up to 8 joins and
+//! leaves (22,258 changes; Q in {64, 256, 1024}, N ≤ 5, up to 64 nodes), by the node count after
+//! the change, in units of Q/S (S the larger node count):
 //!
-//! | nodes after      | changes with extra moves | most extra moves |
-//! |------------------|--------------------------|------------------|
-//! | fewer than N     | none (never, by rule)    | 0                |
-//! | N (N divides Q)  | 1 in 4                   | 3.0·Q/S: a strict rotation; at most (N−1)/N·Q |
-//! | N + 1 to 2N − 2  | 1 in 2                   | 2.4·Q/S          |
-//! | 2N − 1           | 1 in 14                  | 0.4·Q/S          |
-//! | 2N or more       | 9 in 20,512              | 0.1·Q/S (1 or 2 partitions) |
+//! | nodes after     | changes with extra moves | most extra moves in one change              |
+//! |-----------------|--------------------------|---------------------------------------------|
+//! | fewer than N    | 0 of 666 (by rule)       | 0                                           |
+//! | N, N divides Q  | 84 of 349                | 3.0·Q/S (a strict rotation; ≤ (N−1)/N·Q)    |
+//! | N + 1 to 2N − 2 | 237 of 443               | 2.5·Q/S (3.0·Q/S in other runs)             |
+//! | 2N − 1          | 19 of 281                | 0.5·Q/S with Q/S ≥ 8; 30 partitions at most |
+//! | 2N or more      | 9 of 20,519              | 2 partitions                                |
 //!
-//! With few nodes for the window, repeats are a structural matter: in a ring of N + 1 nodes with
-//! windows of N every node's partitions are N or N + 1 apart, so a node that leaves leaves holes
-//! that no single move fills, and whole stretches shift. The default N = 3 meets this only when a
-//! cluster shrinks to 4 nodes or grows from 3 to 4. Replacing a node ([`Ring::with_node_replaced`](crate::Ring::with_node_replaced))
-//! never costs extra moves.
+//! With few nodes for the window, repeats are structural: in a ring of N + 1 nodes with windows
+//! of N, each window misses one node, so the nodes follow nearly the same order round after
+//! round, and a ring that loses a node, or one whose order a history has mixed, can only end its
+//! repeats by shifting whole stretches. The stretch rewrite finds the fewest changes for each
+//! stretch, not the fewest for the whole ring (a whole-ring rewrite, tried while writing this,
+//! was within about 10 % either way). With the default N = 3 this is a cluster of 4 nodes: from
+//! a new 3-node ring over 256 partitions, adding n4 and then n5 moves 64 and 51 partitions and no
+//! others; removing n2 from those 5 moves its 51 and 26 more, and removing n2 from the 4 none
+//! more. Replacing a node ([`Ring::with_node_replaced`]) never costs extra moves.
+//!
+//! [`possible`]: layout::distinct_windows_possible
+//! [`Ring::distinct_windows_guaranteed`]: crate::Ring::distinct_windows_guaranteed
+//! [`Ring::with_node_replaced`]: crate::Ring::with_node_replaced
 
 mod build;
 mod flow;

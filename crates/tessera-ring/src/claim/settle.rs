@@ -42,14 +42,15 @@ const PRICE_ROUNDS: usize = 8;
 enum Eject {
     /// This partition: it is the node's one partition within a window of the one it took.
     Forced(usize),
-    /// Any one of its partitions, since it is at the band's top.
+    /// Any one of its partitions: it took one without room to keep it (at the band's top), or it
+    /// starts a chain that sheds load.
     Any,
 }
 
 /// Repairs `layout` until every load is in band and, where claim must keep windows distinct
-/// ([`windows_required`]), no window repeats a node, or until nothing more helps. Returns how many owner changes it made
-/// (a partition changed twice counts twice). `base` is the ring before the change, for
-/// preferring moves that undo one of it.
+/// ([`windows_required`]), no window repeats a node, or until nothing more helps. Returns how
+/// many owner changes it made (a partition changed twice counts twice). `base` is the ring before
+/// the change, for preferring moves that undo one of it.
 ///
 /// In order: chains for loads out of band; with exactly as many nodes as the window, the nearest
 /// strict rotation (`rotation.rs`); otherwise chains for repeated windows, and where no chain
