@@ -387,6 +387,29 @@ fn regression_q64_n5_a_batch_from_4_to_6_nodes() {
     assert!(new.target_n_violations().is_empty());
 }
 
+/// One node grows to four in one batch (N = 5, so the four are placed freely), then one leaves
+/// and three join, into six: the first ring that must have distinct windows, from one that
+/// never had them. Node prices that moved by a fixed step kept overshooting the single-value
+/// band and left 417 windows repeated; steps that shrink each round settle it.
+#[test]
+fn regression_q1024_n5_batches_from_1_to_4_to_6_nodes() {
+    let scheme = PartitionScheme::new(1024).unwrap();
+    let one = Ring::new(scheme, names("n", 1), 5).unwrap();
+    let four = one
+        .with_changes(["b001", "b002", "b003"].map(String::from), [])
+        .unwrap();
+    check_claimed(&four).unwrap();
+    let six = four
+        .with_changes(
+            ["b004", "b005", "b006"].map(String::from),
+            ["b003".to_string()],
+        )
+        .unwrap();
+    check_claimed(&six).unwrap();
+    check_change(&four, &six).unwrap();
+    assert!(six.target_n_violations().is_empty());
+}
+
 /// Applies `history` ("+name" joins, "-name" leaves) to a new ring of `s0` nodes named n000…,
 /// checking every ring and every change; returns the last ring.
 fn replay(q: u32, n: u32, s0: usize, history: &[&str]) -> Ring {

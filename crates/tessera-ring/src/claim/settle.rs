@@ -1,20 +1,25 @@
-//! Settling a ring after a change: ejection chains that may move partitions between nodes that
-//! stay, used only where the change itself left a window with a repeated node or a load outside
-//! the band.
+//! Settling a ring after a change: repairs that may move partitions between nodes that stay,
+//! used only where the change itself left a load outside the band or a window that must be
+//! distinct with a repeated node.
 //!
-//! A chain is a path of moves `p0: a → b1, p1: b1 → b2, …, pk: bk → e` through distinct nodes.
-//! Every node inside the path gains one partition and gives one up, so only the two ends change
-//! load: `a` loses one (it must stay at or above the band's floor) and `e` gains one (it must stay
-//! at or below its top), or the path returns to `a` and no load changes at all. A node takes a
-//! partition only where it owns nothing else within a window of it, or where it owns exactly one
-//! such partition and gives that one up as the next move of the chain (an ejection). So a chain
-//! never makes a repeat: each node's own partitions are all it is checked against, and each node
-//! on the path changes only by its own two moves. Breadth-first search finds the shortest chain,
-//! which is the fewest extra moves for that one repair.
+//! The first tool is an ejection chain: a path of moves `p0: a → b1, p1: b1 → b2, …, pk: bk → e`
+//! through distinct nodes. Every node inside the path gains one partition and gives one up, so
+//! only the two ends change load: `a` loses one (it must stay at or above the band's floor) and
+//! `e` gains one (it must stay at or below its top), or the path returns to `a` and no load
+//! changes at all. A node takes a partition only where it owns nothing else within a window of
+//! it, or where it owns exactly one such partition and gives that one up as the next move of the
+//! chain (an ejection). So a chain never makes a repeat: each node's own partitions are all it is
+//! checked against, and each node on the path changes only by its own two moves. Breadth-first
+//! search finds the shortest chain, which is the fewest extra moves for that one repair.
 //!
-//! Repairs run one at a time, loads first (a node out of band), then windows, and each applied
-//! repair lowers `(band, conflicts)`, so they end. Repeats are repaired only where claim must keep
-//! windows distinct ([`windows_required`]): with fewer nodes than N, or where every ring repeats
+//! Where no chain exists (few nodes for the window), exactly N nodes take the nearest strict
+//! rotation (`rotation.rs`), and more nodes a rewrite of the smallest stretch around a repeat
+//! that ends it (`rewrite.rs`), its loads put back into band by chains, and where chains cannot,
+//! by rewriting again with prices on the nodes left out of band.
+//!
+//! Repairs run one at a time, loads first, then windows, and each applied repair lowers
+//! `(band, conflicts)`, so they end. Repeats are repaired only where claim must keep windows
+//! distinct ([`windows_required`]): with fewer nodes than N, or where every ring repeats
 //! somewhere, moving partitions would buy nothing a preference list of N can use.
 
 use super::layout::{windows_required, Layout, Node};
@@ -34,8 +39,13 @@ const MAX_STARTS: usize = 64;
 const EVENNESS: [i64; 4] = [1, CHANGE / 8, CHANGE / 2, 2 * CHANGE];
 
 /// Rounds of node prices a rewrite tries after [`EVENNESS`], each raising the price of the nodes
-/// the last rewrite left above the band and lowering it for those left below.
-const PRICE_ROUNDS: usize = 8;
+/// the last rewrite left above the band and lowering it for those left below, by
+/// [`PRICE_STEP`] per partition out of band, shrinking by a quarter each round (a fixed step kept
+/// overshooting a single-value band).
+const PRICE_ROUNDS: usize = 12;
+
+/// The first price step of [`PRICE_ROUNDS`], per partition out of band.
+const PRICE_STEP: i64 = CHANGE / 8;
 
 /// What a node on the chain must give up next.
 #[derive(Debug, Clone, Copy)]
@@ -134,6 +144,7 @@ fn window_rewrite(layout: &Layout, base: &[Node]) -> Option<(Layout, usize)> {
                 (layout.step(p, -(len as isize) / 2), len)
             };
             let mut prices = Prices::fewest_changes(layout.nodes());
+            let mut step = PRICE_STEP;
             for round in 0..EVENNESS.len() + PRICE_ROUNDS {
                 // Evenness weights first; then node prices, with evenness back to a tie-break.
                 prices.evenness = EVENNESS.get(round).copied().unwrap_or(1);
@@ -156,14 +167,17 @@ fn window_rewrite(layout: &Layout, base: &[Node]) -> Option<(Layout, usize)> {
                 if (after.band, after.conflicts) < before {
                     return Some((trial, count));
                 }
-                if round + 1 >= EVENNESS.len() {
-                    // Price what the rewrite itself left out of band.
+                // Price what the fewest-changes rewrite, then each priced one, left out of band.
+                if round == 0 || round >= EVENNESS.len() {
                     let (lo, hi) = rewritten.band();
                     for n in 0..rewritten.nodes() {
                         let load = rewritten.load(n as Node);
                         let off =
                             i64::from(load.saturating_sub(hi)) - i64::from(lo.saturating_sub(load));
-                        prices.node[n] += off * CHANGE / 2;
+                        prices.node[n] += off * step;
+                    }
+                    if round >= EVENNESS.len() {
+                        step = step * 3 / 4;
                     }
                 }
             }
