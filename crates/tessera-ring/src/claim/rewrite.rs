@@ -84,12 +84,15 @@ pub(crate) fn rewrite(
     // oldest digit has weight `top`.
     let top = a.pow(keep as u32 - 1);
     let digit = |state: usize, back: usize| (state / a.pow(back as u32)) % a;
-    // The letters of every state, `keep` per state, so the inner loop does no division.
-    let mut letters = Vec::with_capacity(states * keep);
+    // The letters each state holds, as a bit set of `words` words per state, so the inner loop
+    // neither divides nor searches.
+    let words = a.div_ceil(64);
+    let mut holds = vec![0u64; states * words];
     for state in 0..states {
         let mut rest = state;
         for _ in 0..keep {
-            letters.push((rest % a) as u16);
+            let l = rest % a;
+            holds[state * words + l / 64] |= 1 << (l % 64);
             rest /= a;
         }
     }
@@ -98,37 +101,49 @@ pub(crate) fn rewrite(
         initial = initial * a + letter(node)?;
     }
     let mut cost = vec![INFINITE; states];
+    let mut next = vec![INFINITE; states];
     cost[initial] = 0;
+    // The states reached so far, in the order they were first reached (which fixes how ties go).
+    let mut frontier = vec![initial];
+    let mut reached = Vec::new();
     // The letter placed at position i is the lowest digit of the state it reaches; to walk back,
     // keep the oldest digit that fell out.
     let mut dropped = vec![0u8; len * states];
+    let mut price = vec![0i64; a];
     for i in 0..len {
         let p = (start + i) % q;
         let (current, was) = (layout.owner(p), base[p]);
-        let mut next = vec![INFINITE; states];
-        for (s, &c) in cost.iter().enumerate() {
-            if c == INFINITE {
-                continue;
+        for (l, &node) in alphabet.iter().enumerate() {
+            price[l] = i64::from(node != was) * CHANGE + prices.node[node as usize];
+            if node != current {
+                let heavier = i64::from(layout.load(node)) - i64::from(layout.load(current));
+                price[l] +=
+                    prices.evenness * heavier.clamp(-MAX_LOAD_DIFFERENCE, MAX_LOAD_DIFFERENCE);
             }
-            let recent = &letters[s * keep..(s + 1) * keep];
-            for (l, &node) in alphabet.iter().enumerate() {
-                if recent.contains(&(l as u16)) {
+        }
+        reached.clear();
+        for &s in &frontier {
+            let c = cost[s];
+            let recent = &holds[s * words..(s + 1) * words];
+            for (l, &step) in price.iter().enumerate() {
+                if recent[l / 64] >> (l % 64) & 1 == 1 {
                     continue;
                 }
-                let mut step = i64::from(node != was) * CHANGE + prices.node[node as usize];
-                if node != current {
-                    let heavier = i64::from(layout.load(node)) - i64::from(layout.load(current));
-                    step +=
-                        prices.evenness * heavier.clamp(-MAX_LOAD_DIFFERENCE, MAX_LOAD_DIFFERENCE);
-                }
                 let t = (s % top) * a + l;
+                if next[t] == INFINITE {
+                    reached.push(t);
+                }
                 if c + step < next[t] {
                     next[t] = c + step;
                     dropped[i * states + t] = (s / top) as u8;
                 }
             }
         }
-        cost = next;
+        for &s in &frontier {
+            cost[s] = INFINITE;
+        }
+        std::mem::swap(&mut cost, &mut next);
+        std::mem::swap(&mut frontier, &mut reached);
     }
     // The stretch must also fit the kept partitions after it.
     let mut best: Option<(i64, usize)> = None;
