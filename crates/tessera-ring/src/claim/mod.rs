@@ -103,17 +103,17 @@
 //!
 //! # What windows cost
 //!
-//! Moves between staying nodes per change, from 5,000 random histories of up to 8 joins and
-//! leaves (22,258 changes; Q in {64, 256, 1024}, N ≤ 5, up to 64 nodes), by the node count after
+//! Moves between staying nodes per change, from 10,000 random histories of up to 8 joins and
+//! leaves (44,404 changes; Q in {64, 256, 1024}, N ≤ 5, up to 64 nodes), by the node count after
 //! the change, in units of Q/S (S the larger node count):
 //!
 //! | nodes after     | changes with extra moves | most extra moves in one change              |
 //! |-----------------|--------------------------|---------------------------------------------|
-//! | fewer than N    | 0 of 666 (by rule)       | 0                                           |
-//! | N, N divides Q  | 84 of 349                | 3.0·Q/S (a strict rotation; ≤ (N−1)/N·Q)    |
-//! | N + 1 to 2N − 2 | 237 of 443               | 2.5·Q/S (3.0·Q/S in other runs)             |
-//! | 2N − 1          | 19 of 281                | 0.5·Q/S with Q/S ≥ 8; 30 partitions at most |
-//! | 2N or more      | 9 of 20,519              | 2 partitions                                |
+//! | fewer than N    | 0 of 1,382 (by rule)     | 0                                           |
+//! | N, N divides Q  | 181 of 670               | 3.0·Q/S (a strict rotation; ≤ (N−1)/N·Q)    |
+//! | N + 1 to 2N − 2 | 442 of 814               | 2.9·Q/S                                     |
+//! | 2N − 1          | 35 of 536                | 0.4·Q/S with Q/S ≥ 8; 49 partitions at most |
+//! | 2N or more      | 11 of 41,002             | 2 partitions                                |
 //!
 //! With few nodes for the window, repeats are structural: in a ring of N + 1 nodes with windows
 //! of N, each window misses one node, so the nodes follow nearly the same order round after
