@@ -455,7 +455,7 @@ fn histories_of_joins_and_leaves() {
         1usize..=64,
         steps(8),
     );
-    let result = runner(32).run(&strategy, |(q, n, s0, steps)| {
+    let result = runner(24).run(&strategy, |(q, n, s0, steps)| {
         let mut local = BTreeMap::new();
         run(q, n, s0.min(q as usize), &steps, &mut local).map_err(TestCaseError::fail)?;
         merge(&mut tally.lock().unwrap(), &local);
@@ -500,7 +500,7 @@ fn histories_of_replacements_and_batches() {
         1usize..=64,
         batches(5),
     );
-    let result = runner(16).run(&strategy, |(q, n, s0, batches)| {
+    let result = runner(12).run(&strategy, |(q, n, s0, batches)| {
         let mut local = BTreeMap::new();
         run_batches(q, n, s0.min(q as usize), &batches, &mut local).map_err(TestCaseError::fail)?;
         merge(&mut tally.lock().unwrap(), &local);
