@@ -42,6 +42,35 @@ pub fn diff(old: &Ring, new: &Ring) -> Vec<PartitionMove> {
         .collect()
 }
 
+/// How many partitions a change moves, by who gives and who takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MoveCounts {
+    /// Partitions whose owner differs between the two rings.
+    pub total: usize,
+    /// Of those, partitions that move from a node leaving the ring or to a node joining it: the
+    /// change itself.
+    pub to_or_from_changed_nodes: usize,
+    /// Of those, partitions that move between two nodes in both rings: what claim added to keep
+    /// loads in band and windows distinct where the change alone could not (see the `claim`
+    /// module).
+    pub between_staying_nodes: usize,
+}
+
+/// Counts the moves of [`diff`] by kind: a planner shows `between_staying_nodes` as the extra
+/// moves a change costs beyond the nodes it adds and removes.
+pub fn move_counts(old: &Ring, new: &Ring) -> MoveCounts {
+    let moves = diff(old, new);
+    let between_staying_nodes = moves
+        .iter()
+        .filter(|m| new.contains(&m.from) && old.contains(&m.to))
+        .count();
+    MoveCounts {
+        total: moves.len(),
+        to_or_from_changed_nodes: moves.len() - between_staying_nodes,
+        between_staying_nodes,
+    }
+}
+
 /// For every partition whose `n`-replica set differs from `old` to `new`, the replicas lost and
 /// gained, in partition order.
 ///
@@ -102,5 +131,35 @@ mod tests {
             assert_eq!(c.removed.len(), 1);
         }
         assert!(diff(&new, &new).is_empty() && replica_changes(&new, &new, 3).is_empty());
+    }
+
+    #[test]
+    fn move_counts_tell_the_change_from_moves_between_staying_nodes() {
+        let scheme = PartitionScheme::new(16).unwrap();
+        let old = Ring::new(scheme, ["a", "b"].map(String::from), 2).unwrap();
+        let replaced = old.with_node_replaced(&"a".into(), "c".into()).unwrap();
+        assert_eq!(
+            move_counts(&old, &replaced),
+            MoveCounts {
+                total: 8,
+                to_or_from_changed_nodes: 8,
+                between_staying_nodes: 0
+            }
+        );
+        // Two nodes and windows of 2 must alternate: a leave into them from three nodes moves
+        // the leaving node's partitions and, since 3 does not divide 16, some of the others.
+        let three = Ring::new(scheme, ["a", "b", "c"].map(String::from), 2).unwrap();
+        let two = three.with_node_removed(&"c".into()).unwrap();
+        let counts = move_counts(&three, &two);
+        assert_eq!(
+            counts.to_or_from_changed_nodes,
+            three.partitions_of(&"c".into()).len()
+        );
+        assert_eq!(counts.total, diff(&three, &two).len());
+        assert_eq!(
+            counts.between_staying_nodes,
+            counts.total - counts.to_or_from_changed_nodes
+        );
+        assert!(two.target_n_violations().is_empty());
     }
 }

@@ -21,6 +21,10 @@ pub enum RingError {
     UnknownNode { node: String, epoch: u64 },
     #[error("node {node:?} is the last node of the ring and cannot leave")]
     LastNode { node: String },
+    #[error("a ring change at epoch {epoch} must add or remove at least one node")]
+    EmptyChange { epoch: u64 },
+    #[error("node {node:?} cannot be both added and removed in one change")]
+    AddedAndRemoved { node: String },
     #[error("ring epoch {epoch} cannot be advanced")]
     EpochExhausted { epoch: u64 },
     #[error("encoded ring is empty")]

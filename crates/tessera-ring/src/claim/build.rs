@@ -7,6 +7,7 @@
 
 use super::layout::{window, Layout, Node};
 use super::search;
+use super::settle::settle;
 
 /// Above this many nodes, [`mixed`] would need too large a table; plain stripes serve instead.
 const MIXED_MAX_NODES: usize = 1024;
@@ -25,6 +26,9 @@ pub(crate) fn build(partitions: usize, nodes: usize, target_n: u32) -> Vec<Node>
     if layout.conflicts() > 0 {
         search::repair_by_swaps(&mut layout);
     }
+    // Whatever the swaps could not end (rings of few partitions), the repairs of a change can.
+    let built = layout.owners().to_vec();
+    settle(&mut layout, &built, target_n);
     layout.into_owners()
 }
 

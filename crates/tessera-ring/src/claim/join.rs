@@ -1,4 +1,4 @@
-//! Claim for a joining node: it takes partitions from the others, and nothing else moves.
+//! Claim for a joining node: it takes partitions from the others, and nothing else moves here.
 
 use super::layout::{window, Layout, Node, Score};
 use super::search::Best;
@@ -8,25 +8,34 @@ use super::search::Best;
 /// where repeats cannot be removed at all (steps there rarely help).
 const REFINE_STEPS: usize = 32;
 
-/// Owners after a node joins the `nodes_before` nodes of `owners`; the newcomer is node index
-/// `nodes_before`, and every partition that moves, moves to it.
-pub(crate) fn join(owners: Vec<Node>, nodes_before: usize, target_n: u32) -> Vec<Node> {
+/// Owners after a node joins the `nodes_before` nodes of `owners`: the newcomer is node index
+/// `nodes_before`, and every partition that moves, moves to it. Moves are priced against `origin`,
+/// the ring before the whole change (where a change also removes nodes, their partitions are
+/// [`UNASSIGNED`](super::layout::UNASSIGNED) there, so taking one of those costs nothing more).
+/// No repair that moves other partitions runs here; see `settle.rs`.
+pub(crate) fn join(
+    owners: Vec<Node>,
+    origin: &[Node],
+    nodes_before: usize,
+    target_n: u32,
+) -> Vec<Node> {
     let partitions = owners.len();
     let nodes = nodes_before + 1;
     let newcomer = nodes_before as Node;
-    let base = owners.clone();
+    let prior = owners.clone();
     let mut layout = Layout::new(owners, nodes, window(target_n, nodes, partitions));
-    let (ideal_squares, share) = water_fill(&base, nodes);
+    let (ideal_squares, share) = water_fill(&prior, nodes);
     let mut join = Join {
         layout: &mut layout,
-        base: &base,
+        prior: &prior,
+        origin,
         newcomer,
         share,
     };
     join.repair();
     join.sweep();
     join.greedy();
-    let score = join.layout.score(&base);
+    let score = join.layout.score(origin);
     if score.band > 0 || score.conflicts > 0 || score.squares > ideal_squares {
         join.refine();
     }
@@ -35,7 +44,11 @@ pub(crate) fn join(owners: Vec<Node>, nodes_before: usize, target_n: u32) -> Vec
 
 struct Join<'a> {
     layout: &'a mut Layout,
-    base: &'a [Node],
+    /// The ring this join starts from: a partition the newcomer gives back returns to its owner
+    /// here.
+    prior: &'a [Node],
+    /// The ring the whole change starts from, which moves are counted against.
+    origin: &'a [Node],
     newcomer: Node,
     /// How many partitions the newcomer takes when loads end as even as they can.
     share: usize,
@@ -43,7 +56,7 @@ struct Join<'a> {
 
 impl Join<'_> {
     fn price(&self, p: usize) -> Score {
-        self.layout.price(p, self.newcomer, self.base)
+        self.layout.price(p, self.newcomer, self.origin)
     }
 
     fn take(&mut self, p: usize) {
@@ -148,7 +161,7 @@ impl Join<'_> {
         let window = self.layout.window();
         let z = self.newcomer;
         for _ in 0..REFINE_STEPS {
-            let score = self.layout.score(self.base);
+            let score = self.layout.score(self.origin);
             // With no repeats and loads in band, only evenness can improve, and trading `p` for
             // `q` helps evenness only if q's owner is at least two heavier than p's.
             let evenness_only = score.band == 0 && score.conflicts == 0;
@@ -165,8 +178,8 @@ impl Join<'_> {
                 }
             }
             for &p in &taken {
-                let back = self.base[p];
-                best.offer(self.layout.price(p, back, self.base), 0, &[(p, back)]);
+                let back = self.prior[p];
+                best.offer(self.layout.price(p, back, self.origin), 0, &[(p, back)]);
                 for (q, &crowded) in crowd.iter().enumerate() {
                     let owner = self.layout.owner(q);
                     if owner == z {
@@ -180,7 +193,7 @@ impl Join<'_> {
                         continue;
                     }
                     let changes = [(p, back), (q, z)];
-                    let price = self.layout.price_all(&changes, self.base);
+                    let price = self.layout.price_all(&changes, self.origin);
                     best.offer(price, self.grid_distance(q), &changes);
                 }
             }

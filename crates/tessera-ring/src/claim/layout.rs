@@ -64,6 +64,34 @@ pub(crate) fn window(target_n: u32, nodes: usize, partitions: usize) -> usize {
     (target_n as usize).min(nodes).min(partitions).max(1)
 }
 
+/// Whether `nodes` nodes can own `partitions` partitions in a cycle so that every `window`
+/// consecutive partitions have distinct owners (`window` as [`window`] makes it, so at most
+/// `nodes` and at most `partitions`).
+///
+/// With exactly `window` nodes every window holds every node, so the ring must be a strict
+/// rotation and `window` must divide Q. With more nodes this is the chromatic number of the
+/// (w−1)-th power of a cycle of length Q (Prowse and Woodall, 2003): writing Q = q·w + r with
+/// 0 ≤ r < w, it takes w + ⌈r/q⌉ nodes. Once Q ≥ w·(w−1) that is w + 1 at most, so any S > N
+/// will do; below that, for example Q = 8 with N = 5 takes 8 nodes.
+pub(crate) fn distinct_windows_possible(partitions: usize, nodes: usize, window: usize) -> bool {
+    let w = window.max(1);
+    if nodes <= w {
+        return partitions.is_multiple_of(w);
+    }
+    let (q, r) = (partitions / w, partitions % w);
+    q >= 1 && nodes >= w + r.div_ceil(q)
+}
+
+/// Whether claim must keep every window distinct, moving partitions between nodes that stay if
+/// need be: when the windows are N long (at least N nodes, so at least N partitions) and a ring
+/// without repeats exists ([`distinct_windows_possible`]). With fewer nodes than N every
+/// preference list of N holds every node whatever the owners, so claim only prefers distinct
+/// windows of S and never moves other partitions for them.
+pub(crate) fn windows_required(target_n: u32, nodes: usize, partitions: usize) -> bool {
+    nodes >= target_n as usize
+        && distinct_windows_possible(partitions, nodes, window(target_n, nodes, partitions))
+}
+
 /// Owners and loads of a ring being claimed, with prices for changes.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {

@@ -1,4 +1,4 @@
-//! Claim for a leaving node: its partitions are handed to the others, and nothing else moves.
+//! Claim for leaving nodes: their partitions are handed to the others, and nothing else moves here.
 
 use super::flow::Network;
 use super::layout::{window, Layout, Node, UNASSIGNED};
@@ -7,22 +7,24 @@ use super::search::Best;
 /// Most steps [`refine`] takes; each removes at least one repeat or evens loads.
 const REFINE_STEPS: usize = 64;
 
-/// Owners after node `leaving` of the `nodes_before` nodes of `owners` leaves. Node indices above
-/// `leaving` shift down by one; every partition that moves, moves from the leaving node.
-pub(crate) fn leave(
+/// The `leaving` nodes' partitions (indices into the `nodes_before` nodes of `owners`, sorted)
+/// handed to the others, before any repair that moves other partitions: the layout over the
+/// remaining nodes (indices above a leaving node shift down, past each one), and the ring it
+/// started from in those indices, the freed partitions [`UNASSIGNED`]. At least one node must
+/// remain.
+pub(crate) fn hand_out(
     owners: &[Node],
     nodes_before: usize,
     target_n: u32,
-    leaving: Node,
-) -> Vec<Node> {
+    leaving: &[Node],
+) -> (Layout, Vec<Node>) {
     let partitions = owners.len();
-    let nodes = nodes_before - 1;
+    let nodes = nodes_before - leaving.len();
     let base: Vec<Node> = owners
         .iter()
-        .map(|&o| match o.cmp(&leaving) {
-            std::cmp::Ordering::Less => o,
-            std::cmp::Ordering::Equal => UNASSIGNED,
-            std::cmp::Ordering::Greater => o - 1,
+        .map(|&o| match leaving.binary_search(&o) {
+            Ok(_) => UNASSIGNED,
+            Err(below) => o - below as Node,
         })
         .collect();
     let mut layout = Layout::new(base.clone(), nodes, window(target_n, nodes, partitions));
@@ -30,15 +32,15 @@ pub(crate) fn leave(
     assign(&mut layout, &free);
 
     // The flow priced each freed partition against the settled ones only. Freed partitions closer
-    // than a window can only come from a ring that already repeated the leaving node; then their
-    // choices interact, and a local search finishes the job.
+    // than a window (a ring that already repeated a leaving node, or two leaving nodes near each
+    // other) interact, and a local search finishes the job.
     let window = layout.window();
     let interacting = free.windows(2).any(|w| w[1] - w[0] < window)
         || (free.len() > 1 && free[0] + partitions - free[free.len() - 1] < window);
     if interacting {
         refine(&mut layout, &base, &free);
     }
-    layout.into_owners()
+    (layout, base)
 }
 
 /// Hands every freed partition to a node by minimum-cost flow: a partition costs the repeats it
@@ -164,9 +166,8 @@ mod tests {
             prop_assume!(free.iter().all(|&a| free.iter().all(|&b| a == b || {
                 let d = a.abs_diff(b); d.min(q - d) >= w
             })));
-            let result = leave(&owners, nodes_before, target_n, 4);
-            let base: Vec<Node> = owners.iter().map(|&o| if o == 4 { UNASSIGNED } else { o }).collect();
-            let got = Layout::new(result, 4, w).score(&base);
+            let (result, base) = hand_out(&owners, nodes_before, target_n, &[4]);
+            let got = result.score(&base);
             let want = brute_force(&base, 4, w);
             prop_assert_eq!((got.band, got.conflicts, got.squares), (want.band, want.conflicts, want.squares));
         }

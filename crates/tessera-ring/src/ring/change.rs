@@ -1,7 +1,8 @@
-//! Making rings: the first ring of a cluster, and the next ring when a node joins or leaves.
+//! Making rings: the first ring of a cluster, and the next ring when nodes join, leave or are
+//! replaced.
 //!
-//! Each change hands the owner indices to `claim` and maps its answer back to node names; the
-//! claim module describes how partitions are chosen.
+//! Each change checks its arguments, hands the owner indices to `claim` and maps its answer back
+//! to node names; the claim module describes how partitions are chosen.
 
 use super::{NodeId, Ring};
 use crate::{claim, PartitionScheme, RingError};
@@ -52,66 +53,158 @@ impl Ring {
         })
     }
 
-    /// The next ring with `node` added. Only partitions given to `node` move: it takes about Q/S of
-    /// them from the most loaded nodes, keeping windows distinct.
+    /// The next ring with `node` added. It takes about Q/S partitions, from the most loaded nodes,
+    /// keeping windows distinct; other partitions move only where that is the only way to keep
+    /// loads in band and windows distinct (see the `claim` module).
     pub fn with_node_added(&self, node: NodeId) -> Result<Ring, RingError> {
-        if node.is_empty() {
+        self.with_changes([node], [])
+    }
+
+    /// The next ring without `node`. Its partitions go to the nodes that keep their windows
+    /// distinct, the least loaded first; other partitions move only where that is the only way to
+    /// keep loads in band and windows distinct (see the `claim` module).
+    pub fn with_node_removed(&self, node: &NodeId) -> Result<Ring, RingError> {
+        self.with_changes([], [node.clone()])
+    }
+
+    /// The next ring with `new` in place of `old`: `new` owns exactly the partitions `old` owned,
+    /// so no other partition moves, and loads and windows stay as they were.
+    ///
+    /// Errors if `old` is not in the ring, or `new` is empty or already in it (including `new ==
+    /// old`).
+    pub fn with_node_replaced(&self, old: &NodeId, new: NodeId) -> Result<Ring, RingError> {
+        let Some(index) = self.index_of(old) else {
+            return Err(RingError::UnknownNode {
+                node: old.clone(),
+                epoch: self.epoch,
+            });
+        };
+        if new.is_empty() {
             return Err(RingError::EmptyNodeId);
         }
-        let position = match self.nodes.binary_search(&node) {
-            Ok(_) => {
-                return Err(RingError::NodeExists {
-                    node,
-                    epoch: self.epoch,
-                })
-            }
-            Err(position) => position as u32,
-        };
-        let partitions = self.scheme.count();
-        if self.nodes.len() + 1 > partitions as usize {
-            return Err(RingError::TooManyNodes {
-                nodes: self.nodes.len() + 1,
-                partitions,
+        if self.contains(&new) {
+            return Err(RingError::NodeExists {
+                node: new,
+                epoch: self.epoch,
             });
         }
         let epoch = self.next_epoch()?;
-        // Claim numbers the newcomer after the existing nodes; renumber into name order.
-        let newcomer = self.nodes.len() as u32;
-        let owners = claim::join(self.owners.clone(), self.nodes.len(), self.target_n)
-            .into_iter()
-            .map(|i| match i {
-                i if i == newcomer => position,
-                i if i >= position => i + 1,
-                i => i,
-            })
-            .collect();
         let mut nodes = self.nodes.clone();
-        nodes.insert(position as usize, node);
+        nodes.remove(index as usize);
+        let position = nodes.binary_search(&new).unwrap_or_else(|p| p);
+        nodes.insert(position, new);
+        // Old index -> new index: `old` becomes `new`'s position, the others shift around it.
+        let renumber = |i: u32| -> u32 {
+            if i == index {
+                return position as u32;
+            }
+            let without = if i > index { i - 1 } else { i };
+            if without as usize >= position {
+                without + 1
+            } else {
+                without
+            }
+        };
         Ok(Ring {
             epoch,
             scheme: self.scheme,
             nodes,
-            owners,
+            owners: self.owners.iter().map(|&i| renumber(i)).collect(),
             target_n: self.target_n,
         })
     }
 
-    /// The next ring without `node`. Only `node`'s partitions move, each to a node that keeps its
-    /// window distinct, the least loaded first.
-    pub fn with_node_removed(&self, node: &NodeId) -> Result<Ring, RingError> {
-        let Some(index) = self.index_of(node) else {
-            return Err(RingError::UnknownNode {
+    /// The next ring with every node of `add` joined and every node of `remove` gone, in one
+    /// epoch: the leaving nodes' partitions are handed out, then each newcomer (in name order)
+    /// takes its share, preferring partitions that move anyway; other partitions move only where
+    /// that is the only way to keep loads in band and windows distinct. The order of `add` and
+    /// `remove` does not matter.
+    ///
+    /// Errors if both are empty, a node is listed twice or in both, a node to add is empty or
+    /// already in the ring, a node to remove is not in it, no node would remain, or there would
+    /// be more nodes than partitions.
+    pub fn with_changes(
+        &self,
+        add: impl IntoIterator<Item = NodeId>,
+        remove: impl IntoIterator<Item = NodeId>,
+    ) -> Result<Ring, RingError> {
+        let mut add: Vec<NodeId> = add.into_iter().collect();
+        let mut remove: Vec<NodeId> = remove.into_iter().collect();
+        add.sort_unstable();
+        remove.sort_unstable();
+        if add.is_empty() && remove.is_empty() {
+            return Err(RingError::EmptyChange { epoch: self.epoch });
+        }
+        for list in [&add, &remove] {
+            if let Some(pair) = list.windows(2).find(|w| w[0] == w[1]) {
+                return Err(RingError::DuplicateNode {
+                    node: pair[0].clone(),
+                });
+            }
+        }
+        if let Some(node) = add.iter().find(|n| remove.binary_search(n).is_ok()) {
+            return Err(RingError::AddedAndRemoved { node: node.clone() });
+        }
+        if add.first().is_some_and(|n| n.is_empty()) {
+            return Err(RingError::EmptyNodeId);
+        }
+        if let Some(node) = add.iter().find(|n| self.contains(n)) {
+            return Err(RingError::NodeExists {
                 node: node.clone(),
                 epoch: self.epoch,
             });
-        };
-        if self.nodes.len() == 1 {
-            return Err(RingError::LastNode { node: node.clone() });
+        }
+        let mut leaving = Vec::with_capacity(remove.len());
+        for node in &remove {
+            match self.index_of(node) {
+                Some(index) => leaving.push(index),
+                None => {
+                    return Err(RingError::UnknownNode {
+                        node: node.clone(),
+                        epoch: self.epoch,
+                    })
+                }
+            }
+        }
+        let remaining = self.nodes.len() - leaving.len();
+        if remaining + add.len() == 0 {
+            return Err(RingError::LastNode {
+                node: remove[remove.len() - 1].clone(),
+            });
+        }
+        let partitions = self.scheme.count();
+        if remaining + add.len() > partitions as usize {
+            return Err(RingError::TooManyNodes {
+                nodes: remaining + add.len(),
+                partitions,
+            });
         }
         let epoch = self.next_epoch()?;
-        let owners = claim::leave(&self.owners, self.nodes.len(), self.target_n, index);
-        let mut nodes = self.nodes.clone();
-        nodes.remove(index as usize);
+        // Claim numbers the remaining nodes first, in their order, then the newcomers in the
+        // order of `add`; renumber into name order.
+        let mut claimed: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| remove.binary_search(n).is_err())
+            .cloned()
+            .collect();
+        claimed.extend(add);
+        let mut nodes = claimed.clone();
+        nodes.sort_unstable();
+        let renumber: Vec<u32> = claimed
+            .iter()
+            .map(|n| nodes.binary_search(n).unwrap_or_default() as u32)
+            .collect();
+        let owners = claim::change(
+            &self.owners,
+            self.nodes.len(),
+            self.target_n,
+            &leaving,
+            nodes.len() - remaining,
+        )
+        .into_iter()
+        .map(|i| renumber[i as usize])
+        .collect();
         Ok(Ring {
             epoch,
             scheme: self.scheme,

@@ -10,7 +10,7 @@ mod replace;
 
 pub use codec::RING_FORMAT_VERSION;
 
-use crate::{PartitionId, PartitionScheme};
+use crate::{claim, PartitionId, PartitionScheme};
 
 /// A node's stable name, such as `"n1"`.
 pub type NodeId = String;
@@ -112,10 +112,18 @@ impl Ring {
             .collect()
     }
 
+    /// Whether claim keeps the owners of every `target_n` consecutive partitions of this ring
+    /// distinct: when the ring has at least `target_n` nodes and its Q and S allow a ring without
+    /// repeats at all (S > N, or S = N dividing Q; with few partitions, more nodes: see the
+    /// `claim` module). Then [`Ring::target_n_violations`] is empty for every ring claim makes.
+    pub fn distinct_windows_guaranteed(&self) -> bool {
+        claim::windows_required(self.target_n, self.nodes.len(), self.owners.len())
+    }
+
     /// The partitions `p` whose window of `min(target_n, nodes)` consecutive partitions, starting at
-    /// `p`, repeats a node. Empty for a well-claimed ring; see the `claim` module for when a change
-    /// cannot avoid a repeat. A repeat never shortens a preference list (the walk skips it); it
-    /// only makes the list reach one partition further.
+    /// `p`, repeats a node. Empty whenever [`Ring::distinct_windows_guaranteed`] holds; see the
+    /// `claim` module for the other rings. A repeat never shortens a preference list (the walk
+    /// skips it); it only makes the list reach one partition further.
     pub fn target_n_violations(&self) -> Vec<PartitionId> {
         let window = (self.target_n as usize)
             .min(self.nodes.len())

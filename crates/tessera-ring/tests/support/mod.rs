@@ -3,15 +3,26 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
-use tessera_ring::{diff, replica_changes, NodeId, PartitionId, Ring};
+use std::collections::{HashMap, HashSet};
+use tessera_ring::{diff, move_counts, replica_changes, NodeId, PartitionId, Ring};
 
 pub fn names(prefix: &str, count: usize) -> Vec<NodeId> {
     (0..count).map(|i| format!("{prefix}{i:03}")).collect()
 }
 
+/// Each node's partition count, in node order.
 pub fn loads(ring: &Ring) -> Vec<usize> {
-    ring.nodes().map(|n| ring.partitions_of(n).len()).collect()
+    let mut loads = vec![0; ring.node_count()];
+    for i in owner_indices(ring) {
+        loads[i] += 1;
+    }
+    loads
+}
+
+/// The owner of each partition as an index into the ring's nodes.
+pub fn owner_indices(ring: &Ring) -> Vec<usize> {
+    let index: HashMap<&NodeId, usize> = ring.nodes().enumerate().map(|(i, n)| (n, i)).collect();
+    ring.owners().map(|o| index[o]).collect()
 }
 
 /// The ±10 % band in whole partitions: `[ceil(0.9·Q/S), floor(1.1·Q/S)]`, widened only to take
@@ -37,18 +48,19 @@ pub fn dense(q: u32, s: usize) -> bool {
 /// Windows of `min(N, S)` consecutive partitions that repeat a node, counted independently of
 /// `Ring::target_n_violations`.
 pub fn repeated_windows(ring: &Ring) -> usize {
-    let owners: Vec<&NodeId> = ring.owners().collect();
+    let owners = owner_indices(ring);
     let q = owners.len();
     let w = (ring.target_n() as usize).min(ring.node_count()).min(q);
     (0..q)
         .filter(|&p| {
-            let set: HashSet<&NodeId> = (0..w).map(|d| owners[(p + d) % q]).collect();
-            set.len() < w
+            let window: Vec<usize> = (0..w).map(|d| owners[(p + d) % q]).collect();
+            (1..w).any(|i| window[..i].contains(&window[i]))
         })
         .count()
 }
 
-/// Everything that must hold of any ring, whatever its history.
+/// Everything that must hold of any valid ring: invariants, preference lists and fallbacks, and
+/// the encoding.
 pub fn check_ring(ring: &Ring) -> Result<(), String> {
     let q = ring.scheme().count();
     let s = ring.node_count();
@@ -97,28 +109,82 @@ pub fn check_ring(ring: &Ring) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a repeat-free window of N is possible at all for this many nodes: with more nodes than
-/// N, always; with exactly N, only if N divides Q (the ring must be a strict rotation); with fewer,
-/// the window is S and S must divide Q.
+/// What claim promises of every ring it makes, whatever its history, on top of [`check_ring`]:
+/// every load in the band (at any density), and no repeated window wherever claim guarantees
+/// distinct windows.
+pub fn check_claimed(ring: &Ring) -> Result<(), String> {
+    check_ring(ring)?;
+    let q = ring.scheme().count();
+    let s = ring.node_count();
+    let l = loads(ring);
+    let guaranteed = distinct_windows_guaranteed(q, ring.target_n(), s);
+    if ring.distinct_windows_guaranteed() != guaranteed {
+        return Err(format!(
+            "distinct_windows_guaranteed is {}, the independent formula says {guaranteed}",
+            ring.distinct_windows_guaranteed()
+        ));
+    }
+    if guaranteed && !ring.target_n_violations().is_empty() {
+        return Err(format!(
+            "windows must be distinct, but {} repeat a node",
+            ring.target_n_violations().len()
+        ));
+    }
+    let (lo, hi) = band(q, s);
+    if !l.iter().all(|&x| lo <= x && x <= hi) {
+        return Err(format!("loads {l:?} outside [{lo}, {hi}]"));
+    }
+    Ok(())
+}
+
+/// Whether a ring of S nodes over Q partitions can have every `min(N, S)` consecutive partitions
+/// owned by distinct nodes, computed independently of the crate: with exactly as many nodes as
+/// the window w, only a strict rotation will do, so w must divide Q; with more, it is the
+/// chromatic number of the (w−1)-th power of a cycle of Q (Prowse and Woodall): writing
+/// Q = q·w + r with 0 ≤ r < w, S ≥ w + ⌈r/q⌉.
 pub fn distinct_windows_possible(q: u32, n: u32, s: usize) -> bool {
-    let w = (n as usize).min(s);
-    s > w || (q as usize).is_multiple_of(w)
+    let q = q as usize;
+    let w = (n as usize).min(s).min(q);
+    if s == w {
+        return q.is_multiple_of(w);
+    }
+    let (rounds, rest) = (q / w, q % w);
+    rounds >= 1 && s >= w + rest.div_ceil(rounds)
 }
 
-/// What one change did, for tallies.
+/// Whether claim must keep every window distinct (the crate's promise): at least N nodes, and a
+/// ring without repeats exists.
+pub fn distinct_windows_guaranteed(q: u32, n: u32, s: usize) -> bool {
+    s >= n as usize && distinct_windows_possible(q, n, s)
+}
+
+/// What one change moved.
+#[derive(Debug, Clone, Copy)]
 pub struct Change {
+    /// Partitions whose owner changed.
     pub moves: usize,
-    pub limit: usize,
+    /// Of those, partitions that moved between two nodes in both rings.
+    pub extra: usize,
+    /// Q/S, with S the larger of the node counts before and after.
     pub even_share: f64,
+    /// Nodes added or removed.
+    pub changed_nodes: usize,
 }
 
-/// Checks one change from `old` to `new`, where `joined` or `left` names the node.
-pub fn check_change(
-    old: &Ring,
-    new: &Ring,
-    joined: Option<&NodeId>,
-    left: Option<&NodeId>,
-) -> Result<Change, String> {
+/// Checks one change from `old` to `new`: epochs, that [`diff`] and [`move_counts`] agree with
+/// the rings, that every node that left gave up all its partitions and every node that joined
+/// got only moved partitions, that the moves to and from the changed nodes are at most
+/// `ceil(1.2·Q/S)` per changed node once Q/S ≥ 8, and that replica changes match. Moves between
+/// nodes that stay are counted, not limited.
+pub fn check_change(old: &Ring, new: &Ring) -> Result<Change, String> {
+    let change = check_moves(old, new)?;
+    check_replica_changes(old, new)?;
+    Ok(change)
+}
+
+/// [`check_change`] without the replica changes, which cost a preference list per partition and
+/// replica count.
+pub fn check_moves(old: &Ring, new: &Ring) -> Result<Change, String> {
     let q = old.scheme().count();
     if new.epoch() != old.epoch() + 1 {
         return Err(format!("epoch {} after {}", new.epoch(), old.epoch()));
@@ -131,48 +197,71 @@ pub fn check_change(
     if moves.iter().map(|m| m.partition).collect::<Vec<_>>() != changed {
         return Err("diff does not list exactly the partitions whose owner changed".into());
     }
+    let mut extra = 0;
     for m in &moves {
         if *old.owner(m.partition) != m.from || *new.owner(m.partition) != m.to {
             return Err(format!("move {m:?} does not match the rings"));
         }
-        let ok = match (joined, left) {
-            (Some(j), None) => m.to == *j,
-            (None, Some(l)) => m.from == *l,
-            _ => false,
-        };
-        if !ok {
-            return Err(format!("move {m:?} is between two nodes that both stay"));
+        if new.contains(&m.from) && old.contains(&m.to) {
+            extra += 1;
         }
     }
-    let s = if joined.is_some() {
-        new.node_count()
-    } else {
-        old.node_count()
-    };
-    let limit = move_limit(q, s);
-    if moves.len() > limit {
-        return Err(format!(
-            "{} partitions moved, limit ceil(1.2·{q}/{s}) = {limit}",
-            moves.len()
-        ));
+    let counts = move_counts(old, new);
+    if (
+        counts.total,
+        counts.between_staying_nodes,
+        counts.to_or_from_changed_nodes,
+    ) != (moves.len(), extra, moves.len() - extra)
+    {
+        return Err(format!("move_counts {counts:?} disagrees with the diff"));
     }
-    check_replica_changes(old, new)?;
+    let left: Vec<&NodeId> = old.nodes().filter(|n| !new.contains(n)).collect();
+    let joined: Vec<&NodeId> = new.nodes().filter(|n| !old.contains(n)).collect();
+    for node in &left {
+        let gave = moves.iter().filter(|m| m.from == **node).count();
+        if gave != old.partitions_of(node).len() {
+            return Err(format!("{node} left but gave up only {gave} partitions"));
+        }
+    }
+    let s = old.node_count().max(new.node_count());
+    let even_share = f64::from(q) / s as f64;
+    // A newcomer's share is Q over the nodes after the change (fewer than before, when a batch
+    // removes more nodes than it adds).
+    let s_after = new.node_count();
+    let limit = move_limit(q, s_after);
+    if dense(q, s_after) {
+        for node in &joined {
+            let took = new.partitions_of(node).len();
+            if took > limit {
+                return Err(format!(
+                    "{node} joined and took {took} partitions, limit ceil(1.2·{q}/{s_after}) = \
+                     {limit}"
+                ));
+            }
+        }
+    }
     Ok(Change {
         moves: moves.len(),
-        limit,
-        even_share: f64::from(q) / s as f64,
+        extra,
+        even_share,
+        changed_nodes: left.len() + joined.len(),
     })
 }
 
 /// Replica changes must turn every old preference list into the new one, and appear only where
-/// the walk of a preference list passes a moved partition.
+/// the walk of a preference list passes a moved partition (for n = 1, ⌈N/2⌉ and N).
 pub fn check_replica_changes(old: &Ring, new: &Ring) -> Result<(), String> {
     let q = old.scheme().count() as usize;
     let moved: HashSet<usize> = diff(old, new)
         .iter()
         .map(|m| usize::from(m.partition))
         .collect();
-    for n in 1..=old.target_n() as usize {
+    let (old_owners, new_owners) = (owner_indices(old), owner_indices(new));
+    // One, N, and one between: each n walks every partition twice, and the rest add little.
+    let top = old.target_n() as usize;
+    let mut counts = vec![1, top.div_ceil(2), top];
+    counts.dedup();
+    for n in counts {
         let changes = replica_changes(old, new, n);
         let mut by_partition = changes.iter().peekable();
         for p in 0..q {
@@ -188,7 +277,12 @@ pub fn check_replica_changes(old: &Ring, new: &Ring) -> Result<(), String> {
                 if c.removed.is_empty() && c.added.is_empty() {
                     return Err(format!("empty replica change for {p}"));
                 }
-                let reach = span(old, pid, n).max(span(new, pid, n));
+                let reach = span(&old_owners, old.node_count(), p, n).max(span(
+                    &new_owners,
+                    new.node_count(),
+                    p,
+                    n,
+                ));
                 if !(0..reach).any(|d| moved.contains(&((p + d) % q))) {
                     return Err(format!("replica set of {p} changed with no move in reach"));
                 }
@@ -208,14 +302,17 @@ pub fn check_replica_changes(old: &Ring, new: &Ring) -> Result<(), String> {
     Ok(())
 }
 
-/// How many partitions the walk for `n` distinct nodes from `p` covers.
-fn span(ring: &Ring, p: PartitionId, n: usize) -> usize {
-    let q = ring.scheme().count() as usize;
-    let owners: Vec<&NodeId> = ring.owners().collect();
-    let mut seen = HashSet::new();
+/// How many partitions the walk for `n` distinct nodes from `p` covers, over owner indices.
+fn span(owners: &[usize], nodes: usize, p: usize, n: usize) -> usize {
+    let q = owners.len();
+    let mut seen = vec![false; nodes];
+    let mut distinct = 0;
     for d in 0..q {
-        seen.insert(owners[(usize::from(p) + d) % q]);
-        if seen.len() == n.min(ring.node_count()) {
+        let o = owners[(p + d) % q];
+        if !std::mem::replace(&mut seen[o], true) {
+            distinct += 1;
+        }
+        if distinct == n.min(nodes) {
             return d + 1;
         }
     }
