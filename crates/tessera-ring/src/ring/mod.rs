@@ -6,7 +6,6 @@
 
 mod change;
 mod codec;
-mod replace;
 
 pub use codec::RING_FORMAT_VERSION;
 
