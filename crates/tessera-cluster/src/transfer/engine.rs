@@ -741,6 +741,8 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
                     .fetch_add(1, Ordering::Relaxed);
             }
             runtime.last_requested = Some(source.after.clone());
+            // Its backoff, if it had one, is over.
+            runtime.retry_at = None;
             entry.in_flight = true;
             fetches.push(Fetch {
                 key: *key,
@@ -1029,8 +1031,11 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
         }
     }
 
-    /// When the worker should look again without being woken: the first backoff to end.
+    /// When the worker should look again without being woken: the first backoff to end. Only
+    /// times still to come count: one already past was acted on by the last step (or waits for
+    /// an answer in flight, which wakes the worker itself).
     fn next_wakeup(&self) -> Option<Instant> {
+        let now = Instant::now();
         let state = lock(&self.inner.state);
         state
             .entries
@@ -1040,6 +1045,7 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
                 Phase::Running => e.earliest_retry(),
                 _ => None,
             })
+            .filter(|at| *at > now)
             .min()
     }
 
