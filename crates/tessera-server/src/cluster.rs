@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
+use tessera_cluster::transfer::{TransferConfig, Transfers};
 use tessera_cluster::Topology;
 use tessera_cluster::{
     Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
@@ -41,6 +42,9 @@ pub type NodeCoordinator = Coordinator<PeerTransport, Arc<Gossip>, RocksEngine>;
 /// The hint delivery of a running node.
 pub type NodeHandoff = HintDelivery<PeerTransport, Arc<Gossip>, RocksEngine>;
 
+/// The partitions a running node pulls from others (rebalancing).
+pub type NodeTransfers = Transfers<PeerTransport, RocksEngine>;
+
 /// Why the cluster side of a node could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -56,6 +60,8 @@ pub enum ClusterError {
     Workers(#[from] tessera_worker::RunnerError),
     #[error(transparent)]
     Storage(#[from] tessera_storage::StorageError),
+    #[error("cannot load the transfers: {0}")]
+    Transfers(#[from] tessera_cluster::transfer::TransferError),
 }
 
 /// Everything a node knows and uses about the other nodes.
@@ -67,6 +73,9 @@ pub struct ClusterState {
     pub(crate) coordinator: Arc<NodeCoordinator>,
     pub(crate) replica: Arc<Replica<RocksEngine>>,
     pub(crate) handoff: Arc<NodeHandoff>,
+    /// The partitions this node pulls, over connections of their own (`transfer_transport`), so
+    /// that a chunk never queues ahead of quorum traffic on the main ones.
+    pub(crate) transfers: NodeTransfers,
     /// The rings in force: where every partition lives.
     pub(crate) topology: Topology,
     /// What membership learned that needs the disk, for the `membership-events` worker.
@@ -141,27 +150,32 @@ impl ClusterState {
 
         let secret = ClusterSecret::new(config.cluster.secret.clone());
         let source = source_ip(listen.ip());
-        let transport: PeerTransport = match config.cluster.transport {
-            TransportKind::Stream => Arc::new(StreamTransport::new(
-                node_id.to_string(),
-                source,
-                secret.clone(),
-                directory.clone(),
-                StreamSettings {
-                    max_message_bytes: config.limits.max_internal_message_bytes,
-                    ..StreamSettings::default()
-                },
-            )),
-            TransportKind::Http => Arc::new(
-                HttpTransport::new(
+        // Each instance keeps connections of its own (one stream per peer, or its own pool).
+        let new_transport = || -> Result<PeerTransport, ClusterError> {
+            Ok(match config.cluster.transport {
+                TransportKind::Stream => Arc::new(StreamTransport::new(
                     node_id.to_string(),
                     source,
                     secret.clone(),
                     directory.clone(),
-                )
-                .map_err(|e| ClusterError::Transport(e.to_string()))?,
-            ),
+                    StreamSettings {
+                        max_message_bytes: config.limits.max_internal_message_bytes,
+                        ..StreamSettings::default()
+                    },
+                )),
+                TransportKind::Http => Arc::new(
+                    HttpTransport::new(
+                        node_id.to_string(),
+                        source,
+                        secret.clone(),
+                        directory.clone(),
+                    )
+                    .map_err(|e| ClusterError::Transport(e.to_string()))?,
+                ),
+            })
         };
+        let transport = new_transport()?;
+        let transfer_transport = new_transport()?;
         let timeout = Duration::from_millis(config.requests.timeout_ms);
         // Writes that fsync wait on the disk: the pool lets many wait together and share each
         // fsync. Writes that do not are short, and run in place (see `StorageRunner`).
@@ -195,6 +209,17 @@ impl ClusterState {
                 ..HandoffConfig::default()
             },
         ));
+        let transfers = Transfers::open(
+            node_id,
+            store.clone(),
+            transfer_transport,
+            TransferConfig {
+                max_concurrent: config.rebalance.max_concurrent as usize,
+                chunk_bytes: config.rebalance.chunk_kb.saturating_mul(1024),
+                storage: runner,
+                ..TransferConfig::default()
+            },
+        )?;
         let replica = Arc::new(Replica::new(node_id, writer, hints, runner));
         replica.set_coordinator(&coordinator);
         Ok(Self {
@@ -205,6 +230,7 @@ impl ClusterState {
             coordinator,
             replica,
             handoff,
+            transfers,
             events: EventQueue::default(),
             schema_pushes: SchemaPushes::default(),
             static_ring,

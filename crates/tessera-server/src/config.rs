@@ -24,6 +24,19 @@ pub struct Config {
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
     pub membership: MembershipConfig,
+    pub rebalance: RebalanceConfig,
+}
+
+/// Streaming partitions to the nodes that take them over (`[rebalance]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebalanceConfig {
+    /// Most partitions this node pulls at once (Riak's transfer limit).
+    pub max_concurrent: u32,
+    /// Most MiB per second this node pulls, over all its transfers (0: unlimited).
+    pub max_mb_per_s: u64,
+    /// About the most KiB per chunk: one frame on the wire, one engine batch on the receiver.
+    pub chunk_kb: u32,
 }
 
 /// SWIM membership (`[membership]`).
@@ -356,6 +369,20 @@ impl Config {
                 "must be a positive number",
             ));
         }
+        if self.rebalance.max_concurrent == 0 {
+            return Err(invalid(
+                "rebalance.max_concurrent",
+                &0,
+                "must be at least 1",
+            ));
+        }
+        if !(1..=16_384).contains(&self.rebalance.chunk_kb) {
+            return Err(invalid(
+                "rebalance.chunk_kb",
+                &self.rebalance.chunk_kb,
+                "must be from 1 to 16384",
+            ));
+        }
         tessera_ring::PartitionScheme::new(self.cluster.partitions).map_err(|e| {
             invalid(
                 "cluster.partitions",
@@ -487,6 +514,20 @@ mod tests {
         assert_eq!(config.limits.max_value_bytes, 16 * 1024 * 1024);
         assert_eq!(config.limits.max_siblings, 100);
         assert_eq!(config.cluster.partitions, 256);
+    }
+
+    #[test]
+    fn rebalance_defaults_and_bounds() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.rebalance.max_concurrent, 2);
+        assert_eq!(config.rebalance.max_mb_per_s, 50);
+        assert_eq!(config.rebalance.chunk_kb, 256);
+        for (concurrent, chunk) in [(0, 256), (2, 0), (2, 16_385)] {
+            let mut config = Config::load(None).unwrap();
+            config.rebalance.max_concurrent = concurrent;
+            config.rebalance.chunk_kb = chunk;
+            assert!(config.validate().is_err(), "{concurrent} {chunk}");
+        }
     }
 
     #[test]

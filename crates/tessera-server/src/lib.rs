@@ -73,7 +73,7 @@ const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 const WORKER_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Starts the node's service workers (its storage workers started with it): membership over
-/// `udp`, what membership learns, schema pushes and hint delivery.
+/// `udp`, what membership learns, schema pushes, hint delivery and transfers.
 fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), NodeError> {
     let workers = &node.workers;
     workers.spawn(gossip::runtime::MembershipWorker::new(node.clone(), udp))?;
@@ -88,6 +88,21 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
         tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
         tessera_worker::WorkerOptions {
             max_rate: (delivery_rate > 0).then_some(delivery_rate),
+            ..tessera_worker::WorkerOptions::default()
+        },
+    )?;
+    // The transfers' unit is bytes, so their rate is the rebalancing throttle.
+    let transfer_rate = node.config.rebalance.max_mb_per_s.saturating_mul(1 << 20);
+    let transfer_rate = (transfer_rate > 0).then_some(transfer_rate);
+    let transfers = node
+        .cluster
+        .transfers
+        .worker()
+        .map_err(|e| NodeError::Cluster(e.into()))?;
+    workers.spawn_with(
+        transfers,
+        tessera_worker::WorkerOptions {
+            max_rate: transfer_rate,
             ..tessera_worker::WorkerOptions::default()
         },
     )?;

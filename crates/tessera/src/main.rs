@@ -3,6 +3,7 @@
 //! - `tessera serve` runs a node.
 //! - `tessera config` prints the configuration a node would run with.
 //! - `tessera cluster status` shows the members and what each of them can reach.
+//! - `tessera cluster watch` shows the partitions a node is pulling, live.
 //! - `tessera node workers` lists a node's background workers, and pauses, resumes or throttles
 //!   one.
 
@@ -10,6 +11,7 @@ mod cluster_cmd;
 mod node_cmd;
 mod output;
 mod serve_args;
+mod watch;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

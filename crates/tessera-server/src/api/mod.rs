@@ -10,6 +10,7 @@ mod node;
 mod ops;
 mod rows;
 mod tables;
+mod transfers;
 mod values;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/node/workers/{name}/resume", post(node::resume))
         .route("/v1/cluster", get(cluster::members))
         .route("/v1/cluster/ring", get(cluster::ring))
+        .route("/v1/cluster/transfers", get(transfers::list))
+        .route("/internal/v1/transfers", post(transfers::pull))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(ops::method_not_allowed)
