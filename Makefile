@@ -1,6 +1,7 @@
 # Tessera: build, run and test.
 #
 #   make run    build and start a local 3-node cluster on 127.0.0.11-13:7000 (data in ./data/)
+#   make add-node NODE=4   add n4 (127.0.0.14) to the running `make run` cluster (4 to 9)
 #   make test   formatting, lints and every test
 #   make bench  benchmarks: one node against its ceilings, 3 nodes against 3-node etcd, then
 #               membership (detection, gossip traffic, false positives under load); make
@@ -20,12 +21,12 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release/tessera
 DEB_PACKAGES := clang libclang-dev curl iptables iproute2
 BENCH_PACKAGES := wrk jq etcd-server
 
-.PHONY: all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership clean-data help
+.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership clean-data help
 
 all: build
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,10p' Makefile
 
 deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
@@ -51,6 +52,9 @@ build: deps
 
 run: build
 	TESSERA_BIN=$(BIN) scripts/run-local.sh
+
+add-node: build
+	TESSERA_BIN=$(BIN) scripts/add-node.sh $(NODE)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts a local Tessera cluster: node i on 127.0.0.(10+i):7000 (HTTP on TCP, membership on UDP),
-# data in ./data/n<i>, logs in ./data/n<i>.log. n1 starts the cluster and the others join it by
-# naming it as their seed; they find each other by gossip. Ctrl-C (or SIGTERM) stops every node
-# gracefully.
+# data in ./data/n<i>, logs in ./data/n<i>.log. n1 starts the cluster; the others join it by
+# naming it as their seed (they find each other by gossip) and add themselves to the ring
+# (--auto-join: each addition is a committed layout epoch, and the partitions it gains are
+# streamed to it). Ctrl-C (or SIGTERM) stops every node gracefully.
 #
 #   NODES=3 (default) scripts/run-local.sh
 set -euo pipefail
@@ -21,9 +22,18 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo
+  # Nodes added by scripts/add-node.sh run in the background with a pid file: stop them too.
+  for pidfile in "$DATA"/n*.pid; do
+    [ -f "$pidfile" ] || continue
+    kill -TERM "$(cat "$pidfile")" 2>/dev/null && pids+=("$(cat "$pidfile")") || true
+    rm -f "$pidfile"
+  done
   echo "Stopping ${#pids[@]} nodes..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait "${pids[@]}" 2>/dev/null || true
+  for pid in "${pids[@]}"; do
+    # Nodes this shell did not start cannot be waited for: poll them (bounded).
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   echo "Stopped. Data is kept in $DATA (make clean-data removes it)."
   exit 0
 }
@@ -31,7 +41,7 @@ trap stop INT TERM EXIT
 
 for i in $(seq 1 "$NODES"); do
   seed=()
-  [ "$i" = 1 ] || seed=(--seed "$SEED")
+  [ "$i" = 1 ] || seed=(--seed "$SEED" --auto-join)
   "$BIN" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000" --data-dir "$DATA/n$i" \
     --cluster-secret "$SECRET" "${seed[@]}" >"$DATA/n$i.out" 2>"$DATA/n$i.log" &
   pids+=($!)
@@ -46,10 +56,17 @@ for i in $(seq 1 "$NODES"); do
   done
 done
 
-# Wait (bounded) until n1 sees every node alive by gossip, so the first requests find the ring.
-for _ in $(seq 1 150); do
+# Wait (bounded) until n1 sees every node alive by gossip, and every node has added itself to
+# the ring (one committed epoch each) with no move left under way.
+echo "Waiting for the $NODES nodes to join the ring..."
+for _ in $(seq 1 600); do
   alive=$(curl -s --max-time 1 http://127.0.0.11:7000/v1/cluster | grep -o '"state":"alive"' | wc -l || true)
-  [ "${alive:-0}" -ge "$NODES" ] && break
+  ring=$(curl -s --max-time 1 http://127.0.0.11:7000/v1/cluster/ring || true)
+  owners=$(printf '%s' "$ring" | grep -o '"nodes":{[^}]*}' | grep -o '"n[0-9]*":' | wc -l || true)
+  if [ "${alive:-0}" -ge "$NODES" ] && [ "${owners:-0}" -ge "$NODES" ] \
+     && printf '%s' "$ring" | grep -q '"moving":false'; then
+    break
+  fi
   sleep 0.2
 done
 

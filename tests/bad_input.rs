@@ -416,7 +416,9 @@ async fn values_and_bodies_over_the_limits() {
 
 #[tokio::test]
 async fn default_value_limit_is_16_mib() {
-    let (node, c) = setup().await;
+    // A 16 MiB value is committed under the request deadline; an unoptimised build on a busy
+    // machine may need more than the default 2 s for it.
+    let (node, c) = setup_with(NodeOptions::default().request_timeout_ms(30_000)).await;
     let max = 16 * 1024 * 1024;
     let mut v = vec![7u8; max];
     c.put_ok("t", "big", "exact", &v).await;

@@ -75,10 +75,10 @@ pub use messages::{
 };
 pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
 pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
-pub use replica::Replica;
+pub use replica::{LayoutService, Replica};
 #[cfg(any(test, feature = "sim"))]
 pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};
 pub use stats::{CoordinatorStats, StatsSnapshot};
-pub use topology::{Placement, Rings, Topology};
+pub use topology::{Placement, Topology, TopologyState};
 pub use transfer::{Transfer, TransferKey, TransferWorker, Transfers};
 pub use transport::{BoxFuture, Handler, NodeId, Transport, TransportError};

@@ -9,14 +9,16 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tessera_layout::LayoutMessage;
 use tessera_storage::{Cell, RowKey, RowPage, RowSlice, TableId};
 
 use crate::ops::{WriteOutcome, WriteRequest};
 use crate::quorum::QuorumFailure;
 use crate::transport::NodeId;
 
-/// The version byte that starts every message of this protocol.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The version byte that starts every message of this protocol. Version 2: writes carry the
+/// other replica set of a move, and layouts travel between nodes.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +69,11 @@ pub enum Request {
         /// `(column, cell)` pairs, as the coordinator would have merged them.
         cells: Vec<(Vec<u8>, Cell)>,
     },
+    /// A step of the layout consensus, or a request for the receiver's layout.
+    Layout {
+        /// The message.
+        message: LayoutMessage,
+    },
     /// The next cells of one (table, partition) as this replica stores them now (no snapshot),
     /// in key order, for streaming the partition to a new owner; answered with
     /// [`Response::PartitionChunk`]. The replica caps both limits (see `transfer::source`).
@@ -104,6 +111,7 @@ impl Request {
             Request::Coordinate { .. } => "Coordinate",
             Request::Ping => "Ping",
             Request::StoreHint { .. } => "StoreHint",
+            Request::Layout { .. } => "Layout",
             Request::PartitionChunk { .. } => "PartitionChunk",
             Request::EstimatePartitions { .. } => "EstimatePartitions",
         }
@@ -165,6 +173,12 @@ pub enum Response {
         /// A human-readable description.
         message: String,
     },
+    /// Answers [`Request::Layout`]: the acceptor's answer or the layout asked for (`None` for a
+    /// message that needs no answer).
+    Layout {
+        /// The answer.
+        message: Option<LayoutMessage>,
+    },
 }
 
 impl Response {
@@ -178,6 +192,7 @@ impl Response {
             Response::Pong => "Pong",
             Response::Error { .. } => "Error",
             Response::HintStored => "HintStored",
+            Response::Layout { .. } => "Layout",
             Response::PartitionChunk { .. } => "PartitionChunk",
             Response::PartitionSizes { .. } => "PartitionSizes",
         }
@@ -418,6 +433,7 @@ mod tests {
                     replicas: vec!["a".into(), "b".into(), "c".into()],
                     fallbacks: vec!["d".into(), "e".into()],
                     strict: true,
+                    also: vec!["a".into(), "f".into(), "g".into()],
                 },
             },
             Request::Ping,
@@ -425,6 +441,18 @@ mod tests {
                 target: "c".into(),
                 row: row(),
                 cells: vec![(b"x".to_vec(), cell())],
+            },
+            Request::Layout {
+                message: LayoutMessage::Fetch,
+            },
+            Request::Layout {
+                message: LayoutMessage::Prepare {
+                    epoch: 4,
+                    ballot: tessera_layout::Ballot {
+                        round: 2,
+                        node: "a".into(),
+                    },
+                },
             },
             Request::PartitionChunk {
                 table: 7,
@@ -471,6 +499,10 @@ mod tests {
             },
             Response::Pong,
             Response::HintStored,
+            Response::Layout { message: None },
+            Response::Layout {
+                message: Some(LayoutMessage::Committed { epoch: 9 }),
+            },
             Response::PartitionChunk {
                 cells: vec![(vec![0, 0, 0, 7, 0, 3, 9], cell())],
                 next: Some(vec![0, 0, 0, 7, 0, 3, 9]),
@@ -562,12 +594,12 @@ mod tests {
             Err(MessageError::Empty { what: "request" })
         );
         let mut bytes = encode_request(&Request::Ping).unwrap();
-        bytes[0] = 2;
+        bytes[0] = PROTOCOL_VERSION + 1;
         assert_eq!(
             decode_request(&bytes),
             Err(MessageError::UnknownVersion {
                 what: "request",
-                found: 2,
+                found: PROTOCOL_VERSION + 1,
                 supported: PROTOCOL_VERSION
             })
         );

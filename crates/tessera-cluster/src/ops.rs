@@ -58,6 +58,26 @@ pub struct WriteRequest {
     /// stored for failed replicas, but do not make the write succeed.
     #[serde(default)]
     pub strict: bool,
+    /// While data moves between rings, the other replica set: the write also
+    /// needs W acks among these nodes (real ones: hints do not count here), so
+    /// that both sets hold it. Empty otherwise.
+    #[serde(default)]
+    pub also: Vec<NodeId>,
+}
+
+impl WriteRequest {
+    /// Every node that gets a copy: the replicas, then the other set's nodes that are not
+    /// replicas.
+    pub fn targets(&self) -> Vec<NodeId> {
+        let mut targets = self.replicas.clone();
+        targets.extend(
+            self.also
+                .iter()
+                .filter(|n| !self.replicas.contains(n))
+                .cloned(),
+        );
+        targets
+    }
 }
 
 /// One cell of a [`WriteRequest`].

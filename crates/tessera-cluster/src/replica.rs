@@ -8,9 +8,12 @@
 //! attached after construction with [`Replica::set_coordinator`] because the
 //! coordinator and the network that delivers to this replica are built from
 //! each other. The link is weak so that a dropped coordinator does not linger.
+//! Layout messages ([`Request::Layout`]) go, the same way, to the
+//! [`LayoutService`] attached with [`Replica::set_layout_service`].
 
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
+use tessera_layout::LayoutMessage;
 use tessera_storage::{CellStore, Engine, Hint, HintStore, StorageError};
 use tracing::debug;
 
@@ -23,6 +26,17 @@ use crate::messages::{ErrorKind, Request, Response};
 use crate::transfer::source::{estimate_partition, read_chunk, SourceStats};
 use crate::transport::{BoxFuture, Handler, NodeId};
 
+/// What a node does with layout messages: its acceptor's answers (persisted first), and its
+/// committed layout for a peer that fetches it.
+pub trait LayoutService: Send + Sync + 'static {
+    /// Handles `message` from `from`; `None` when it needs no answer.
+    fn handle(
+        &self,
+        from: &NodeId,
+        message: LayoutMessage,
+    ) -> BoxFuture<'static, Option<LayoutMessage>>;
+}
+
 /// Serves internal requests from the local store and coordinator.
 pub struct Replica<E: Engine> {
     node: NodeId,
@@ -31,6 +45,7 @@ pub struct Replica<E: Engine> {
     writer: Arc<RowWriter<E>>,
     runner: StorageRunner,
     coordinator: RwLock<Option<Weak<dyn WriteCoordinator>>>,
+    layout: RwLock<Option<Weak<dyn LayoutService>>>,
     /// What this node served to nodes streaming its partitions.
     transfers: Arc<SourceStats>,
 }
@@ -68,8 +83,23 @@ impl<E: Engine> Replica<E> {
             writer,
             runner,
             coordinator: RwLock::new(None),
+            layout: RwLock::new(None),
             transfers: Arc::default(),
         }
+    }
+
+    /// Attaches what answers layout messages (held weakly).
+    pub fn set_layout_service<S: LayoutService>(&self, service: &Arc<S>) {
+        let weak: Weak<dyn LayoutService> = Arc::downgrade(service) as Weak<dyn LayoutService>;
+        *self.layout.write().unwrap_or_else(PoisonError::into_inner) = Some(weak);
+    }
+
+    fn layout_service(&self) -> Option<Arc<dyn LayoutService>> {
+        self.layout
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(Weak::upgrade)
     }
 
     /// What this node served to nodes streaming its partitions (chunks, cells, bytes).
@@ -110,7 +140,7 @@ impl<E: Engine> Handler for Replica<E> {
             Request::Coordinate { request } => Some(request.row.partition),
             Request::StoreHint { row, .. } => Some(row.partition),
             Request::PartitionChunk { partition, .. } => Some(*partition),
-            Request::Ping | Request::EstimatePartitions { .. } => None,
+            Request::Ping | Request::Layout { .. } | Request::EstimatePartitions { .. } => None,
         };
         debug!(node = %self.node, %from, partition, request = request.name(), "handling");
         let store = self.store.clone();
@@ -167,6 +197,25 @@ impl<E: Engine> Handler for Replica<E> {
                 }
             },
             Request::Ping => Box::pin(async { Response::Pong }),
+            Request::Layout { message } => match self.layout_service() {
+                Some(service) => {
+                    let answer = service.handle(from, message);
+                    Box::pin(async move {
+                        Response::Layout {
+                            message: answer.await,
+                        }
+                    })
+                }
+                None => {
+                    let message = format!("{} does not take layout messages yet", self.node);
+                    Box::pin(async move {
+                        Response::Error {
+                            kind: ErrorKind::NotCoordinator,
+                            message,
+                        }
+                    })
+                }
+            },
             Request::StoreHint { target, row, cells } => {
                 let hints = self.hints.clone();
                 Box::pin(async move {

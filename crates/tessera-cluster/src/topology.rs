@@ -1,20 +1,27 @@
-//! The rings in force, and the placement questions everything else asks them.
+//! The layout in force, and the placement questions everything else asks it.
 //!
-//! One [`Topology`] per node holds the ring of the current epoch and, while a ring change is
-//! under way, the next one (pending). Every placement question goes through it: the API's plan of
-//! a request, the coordinator's availability check, and later streaming and anti-entropy, so that
-//! all of them agree on where a partition lives at any moment, and a ring change is one swap of
-//! an `Arc` here rather than something each of them notices on its own.
+//! One [`Topology`] per node holds the committed layout of the highest epoch it knows (the ring of
+//! that epoch and, while data moves to it, the ring before; see `tessera-layout`), the move
+//! progress every node has published, and the replication factors of the tables. Every placement
+//! question goes through it: the API's plan of a request, the coordinator, transfers and
+//! anti-entropy, so that all of them agree on where a partition lives at any moment, and a change
+//! of layout is one swap of an `Arc` here.
 //!
 //! For a partition and a replication factor N, a [`Placement`] gives:
-//! - the **replicas**: the preference list of the current ring, which reads and writes count;
-//! - the **fallbacks**: the nodes after them, which keep hints for replicas that are down;
-//! - the **joining** nodes: replicas in the pending ring that are not replicas now. They must get
-//!   every write while the partition moves to them (Cassandra's pending ranges), but do not count
-//!   towards W or answer reads until the partition has switched.
+//! - the **replicas** reads ask and writes count W in: the old ring's preference list until the
+//!   partition's new replicas hold it whole, the new ring's after;
+//! - during a move, the **other set** writes must also count W in, so that both sets hold every
+//!   write acknowledged while data moves;
+//! - the **fallbacks**: the nodes after them, in neither set, which keep hints for replicas that
+//!   are down;
+//! - the **joining** nodes: the new ring's replicas that were not replicas in the old one.
+//!
+//! A node that has not joined a cluster yet (started with seeds, no layout learned) has no
+//! layout: every placement is empty, and requests are refused until gossip brings one.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
+use tessera_layout::{Layout, NodeProgress, Progress};
 use tessera_ring::{PartitionId, PartitionScheme, Ring};
 
 use crate::transport::NodeId;
@@ -22,123 +29,165 @@ use crate::transport::NodeId;
 /// Where one partition's data lives now; see the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Placement {
-    /// The epoch of the ring these replicas come from.
+    /// The epoch of the layout these sets come from (0: no layout yet).
     pub epoch: u64,
-    /// Replicas in preference order: at most N, fewer when the ring has fewer nodes.
+    /// Replicas reads ask and writes count W in, in preference order: at most N.
     pub replicas: Vec<NodeId>,
-    /// The ring's other nodes, in ring order: stand-ins for down replicas (sloppy quorum).
+    /// During a move, the other replica set writes must also count W in.
+    pub also: Vec<NodeId>,
+    /// Stand-ins for down replicas (sloppy quorum), in ring order, in neither set.
     pub fallbacks: Vec<NodeId>,
-    /// Replicas of the pending ring that are not replicas now.
+    /// Replicas of the new ring that were not replicas of the old one.
     pub joining: Vec<NodeId>,
 }
 
-/// The current ring and, during a change, the pending one.
-#[derive(Clone, Debug)]
-pub struct Rings {
-    /// The ring reads and writes count on.
-    pub current: Arc<Ring>,
-    /// The ring being moved to, if a change is under way.
-    pub pending: Option<Arc<Ring>>,
+/// What a topology holds at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct TopologyState {
+    /// The committed layout of the highest epoch known, if any.
+    pub layout: Option<Layout>,
+    /// What every node has published about moves.
+    pub progress: Progress,
+    /// The replication factors of the tables (a partition moves for every one of them).
+    pub replication_factors: Vec<u32>,
 }
 
-/// The node's rings; cheap to read from any thread (one `Arc` clone under a read lock).
-#[derive(Debug)]
+impl TopologyState {
+    /// Whether the layout's move, if any, is finished everywhere.
+    pub fn complete(&self) -> bool {
+        self.layout
+            .as_ref()
+            .is_none_or(|layout| self.progress.complete(layout))
+    }
+
+    /// The ring reads settle on once the move is over (the layout's own).
+    pub fn ring(&self) -> Option<&Ring> {
+        self.layout.as_ref().map(Layout::ring)
+    }
+
+    /// See [`Topology::placement`].
+    pub fn placement(&self, partition: PartitionId, n: u32) -> Placement {
+        let Some(layout) = &self.layout else {
+            return Placement::default();
+        };
+        if u32::from(partition) >= layout.ring().scheme().count() {
+            return Placement {
+                epoch: layout.epoch(),
+                ..Placement::default()
+            };
+        }
+        let mut ns = self.replication_factors.clone();
+        if !ns.contains(&n) {
+            ns.push(n);
+        }
+        let route = self.progress.route(layout, partition, n, &ns);
+        Placement {
+            epoch: layout.epoch(),
+            replicas: route.read,
+            also: route.write_also.unwrap_or_default(),
+            fallbacks: route.fallbacks,
+            joining: layout.joining(partition, n),
+        }
+    }
+}
+
+/// The node's layout and what it knows of moves; cheap to read from any thread (one `Arc` clone
+/// under a read lock).
+#[derive(Debug, Default)]
 pub struct Topology {
-    rings: RwLock<Arc<Rings>>,
+    state: RwLock<Arc<TopologyState>>,
 }
 
 impl Topology {
-    /// A topology whose current ring is `ring`, with no change under way.
-    pub fn new(ring: Ring) -> Self {
+    /// A topology holding `layout` (none: the node has not joined a cluster yet).
+    pub fn new(layout: Option<Layout>) -> Self {
         Self {
-            rings: RwLock::new(Arc::new(Rings {
-                current: Arc::new(ring),
-                pending: None,
+            state: RwLock::new(Arc::new(TopologyState {
+                layout,
+                ..TopologyState::default()
             })),
         }
     }
 
-    /// The rings as of now. Hold the returned `Arc` for a consistent view across several
-    /// questions.
-    pub fn rings(&self) -> Arc<Rings> {
-        // Only `Arc`s live under the lock and nothing panics holding it.
-        self.rings
+    /// Everything as of now. Hold the returned `Arc` for a consistent view across questions.
+    pub fn state(&self) -> Arc<TopologyState> {
+        // Only an `Arc` lives under the lock and nothing panics holding it.
+        self.state
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// The current ring.
-    pub fn current(&self) -> Arc<Ring> {
-        self.rings().current.clone()
-    }
-
-    /// How the token space is cut (the same for every ring of a cluster).
-    pub fn scheme(&self) -> PartitionScheme {
-        self.rings().current.scheme()
-    }
-
-    /// Makes `ring` current, keeping a pending ring only if it is newer.
-    pub fn set_current(&self, ring: Ring) {
-        let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
-        let pending = rings
-            .pending
-            .clone()
-            .filter(|pending| pending.epoch() > ring.epoch());
-        *rings = Arc::new(Rings {
-            current: Arc::new(ring),
-            pending,
-        });
-    }
-
-    /// Starts (`Some`) or ends (`None`) a ring change.
-    pub fn set_pending(&self, ring: Option<Ring>) {
-        let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
-        *rings = Arc::new(Rings {
-            current: rings.current.clone(),
-            pending: ring.map(Arc::new),
-        });
-    }
-
-    /// Where partition `partition` lives for a table of replication `n`. Empty for a partition
-    /// outside the ring's scheme (a request naming one is refused by its caller).
-    pub fn placement(&self, partition: PartitionId, n: u32) -> Placement {
-        self.rings().placement(partition, n)
-    }
-}
-
-impl Rings {
-    /// [`Topology::placement`] over this view.
-    pub fn placement(&self, partition: PartitionId, n: u32) -> Placement {
-        let current = &self.current;
-        if u32::from(partition) >= current.scheme().count() {
-            return Placement {
-                epoch: current.epoch(),
-                ..Placement::default()
-            };
+    fn update(&self, change: impl FnOnce(&mut TopologyState) -> bool) -> bool {
+        let mut guard = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = (**guard).clone();
+        let changed = change(&mut next);
+        if changed {
+            *guard = Arc::new(next);
         }
-        let n = n as usize;
-        let replicas = current.preference_list(partition, n);
-        let joining = match &self.pending {
-            Some(pending) if u32::from(partition) < pending.scheme().count() => pending
-                .preference_list(partition, n)
-                .into_iter()
-                .filter(|node| !replicas.contains(node))
-                .collect(),
-            _ => Vec::new(),
-        };
-        Placement {
-            epoch: current.epoch(),
-            fallbacks: current.fallbacks(partition, n),
-            replicas,
-            joining,
-        }
+        changed
+    }
+
+    /// The committed layout, if any.
+    pub fn layout(&self) -> Option<Layout> {
+        self.state().layout.clone()
+    }
+
+    /// The ring of the layout, if any.
+    pub fn ring(&self) -> Option<Ring> {
+        self.state().ring().cloned()
+    }
+
+    /// How the token space is cut, once a layout is known.
+    pub fn scheme(&self) -> Option<PartitionScheme> {
+        self.state().ring().map(Ring::scheme)
+    }
+
+    /// Takes `layout` if its epoch is higher than the one held; returns whether it did.
+    pub fn adopt(&self, layout: Layout) -> bool {
+        self.update(|state| {
+            let newer = state
+                .layout
+                .as_ref()
+                .is_none_or(|held| layout.epoch() > held.epoch());
+            if newer {
+                state.layout = Some(layout);
+            }
+            newer
+        })
+    }
+
+    /// Takes `node`'s published progress; returns whether anything changed.
+    pub fn record_progress(&self, node: &str, progress: &NodeProgress) -> bool {
+        self.update(|state| {
+            let before = state.progress.of(node).cloned();
+            state.progress.record(node, progress);
+            state.progress.of(node).cloned() != before
+        })
+    }
+
+    /// Sets the tables' replication factors (distinct, any order).
+    pub fn set_replication_factors(&self, mut ns: Vec<u32>) -> bool {
+        ns.sort_unstable();
+        ns.dedup();
+        self.update(|state| {
+            let changed = state.replication_factors != ns;
+            state.replication_factors = ns;
+            changed
+        })
+    }
+
+    /// Where partition `partition` lives for a table of replication `n`. Empty without a layout,
+    /// or for a partition outside the ring's scheme (a request naming one is refused).
+    pub fn placement(&self, partition: PartitionId, n: u32) -> Placement {
+        self.state().placement(partition, n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn ring(nodes: &[&str]) -> Ring {
         Ring::new(
@@ -150,47 +199,59 @@ mod tests {
     }
 
     #[test]
-    fn placement_is_the_current_rings_preference_list_and_fallbacks() {
+    fn a_stable_layout_places_on_its_ring() {
         let current = ring(&["a", "b", "c", "d"]);
-        let topology = Topology::new(current.clone());
+        let topology = Topology::new(Some(Layout::first(current.clone())));
         for p in 0..16 {
             let placement = topology.placement(p, 3);
             assert_eq!(placement.replicas, current.preference_list(p, 3));
             assert_eq!(placement.fallbacks, current.fallbacks(p, 3));
-            assert!(placement.joining.is_empty());
-            assert_eq!(placement.epoch, current.epoch());
+            assert!(placement.also.is_empty() && placement.joining.is_empty());
+            assert_eq!(placement.epoch, 1);
         }
-    }
-
-    #[test]
-    fn a_pending_ring_adds_its_new_replicas_as_joining() {
-        let current = ring(&["a", "b", "c"]);
-        let next = current.with_node_added("d".to_owned()).unwrap();
-        let topology = Topology::new(current.clone());
-        topology.set_pending(Some(next.clone()));
-        let mut joined = 0;
-        for p in 0..16 {
-            let placement = topology.placement(p, 3);
-            assert_eq!(placement.replicas, current.preference_list(p, 3));
-            let expected: Vec<_> = next
-                .preference_list(p, 3)
-                .into_iter()
-                .filter(|n| !placement.replicas.contains(n))
-                .collect();
-            assert_eq!(placement.joining, expected);
-            joined += placement.joining.len();
-        }
-        assert!(joined > 0, "d takes some partitions");
-        // Making the pending ring current ends the change.
-        topology.set_current(next.clone());
-        assert!(topology.rings().pending.is_none());
-        assert_eq!(topology.current().epoch(), next.epoch());
-    }
-
-    #[test]
-    fn a_partition_outside_the_scheme_has_no_replicas() {
-        let topology = Topology::new(ring(&["a"]));
         assert!(topology.placement(16, 3).replicas.is_empty());
-        assert!(topology.placement(u16::MAX, 3).fallbacks.is_empty());
+    }
+
+    #[test]
+    fn a_move_writes_both_sets_until_everyone_reads_the_new_ring() {
+        let first = Layout::first(ring(&["a", "b", "c"]));
+        let topology = Topology::new(Some(first.clone()));
+        let moving = first
+            .moving_to(
+                first.ring().with_node_added("d".into()).unwrap(),
+                BTreeSet::new(),
+            )
+            .unwrap();
+        assert!(topology.adopt(moving.clone()));
+        assert!(!topology.adopt(first), "an older layout is ignored");
+        topology.set_replication_factors(vec![3]);
+        let p = (0..16)
+            .find(|&p| !moving.joining(p, 3).is_empty())
+            .expect("d joins a partition");
+        let (old, new) = moving.replica_sets(p, 3);
+        let placement = topology.placement(p, 3);
+        assert_eq!((placement.replicas, placement.also), (old, new.clone()));
+        assert_eq!(placement.joining, vec!["d".to_owned()]);
+        // Once every node reads from the new ring, one set.
+        for node in moving.participants() {
+            topology.record_progress(
+                &node,
+                &NodeProgress {
+                    acked: 2,
+                    reading: 2,
+                    ..NodeProgress::default()
+                },
+            );
+        }
+        assert!(topology.state().complete());
+        let placement = topology.placement(p, 3);
+        assert_eq!((placement.replicas, placement.also), (new, Vec::new()));
+    }
+
+    #[test]
+    fn no_layout_places_nothing() {
+        let topology = Topology::new(None);
+        assert_eq!(topology.placement(0, 3), Placement::default());
+        assert!(topology.ring().is_none());
     }
 }

@@ -69,10 +69,10 @@ pub(crate) async fn write<T: Transport, M: MembershipView, E: Engine>(
     result
 }
 
-/// Checks the fallbacks: none may be a replica or appear twice.
+/// Checks the fallbacks: none may be a replica (of either set) or appear twice.
 fn validate_fallbacks(req: &WriteRequest) -> Result<(), CoordinatorError> {
     for (i, node) in req.fallbacks.iter().enumerate() {
-        let reason = if req.replicas.contains(node) {
+        let reason = if req.replicas.contains(node) || req.also.contains(node) {
             format!("fallback {node} is also a replica")
         } else if req.fallbacks[..i].contains(node) {
             format!("fallback {node} appears more than once")
@@ -121,6 +121,8 @@ struct Slot<T, M, E: Engine> {
     cells: Vec<(Vec<u8>, Cell)>,
     deadline: Instant,
     pool: FallbackPool,
+    /// Whether a fallback may stand in (only for the first replica set).
+    stand_in: bool,
 }
 
 impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
@@ -204,7 +206,7 @@ impl<T: Transport, M: MembershipView, E: Engine> Slot<T, M, E> {
     async fn hint(&self, cause: String) -> SlotOutcome {
         let stats = &self.inner.stats;
         let mut attempts: Vec<String> = Vec::new();
-        while let Some(fallback) = next_fallback(&self.pool) {
+        while let Some(fallback) = self.stand_in.then(|| next_fallback(&self.pool)).flatten() {
             CoordinatorStats::inc(&stats.hints_sent);
             let request = Request::StoreHint {
                 target: self.node.clone(),
@@ -305,9 +307,22 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
     liveness
         .check(req.required, Access::Write { strict: req.strict })
         .map_err(CoordinatorError::Unavailable)?;
-    if !req.replicas.contains(&inner.local) {
+    // The other set of a move counts real acks only.
+    let also_liveness = inner.liveness(&req.also, &[]);
+    if !req.also.is_empty() {
+        also_liveness
+            .check(req.required, Access::Write { strict: true })
+            .map_err(CoordinatorError::Unavailable)?;
+    }
+    let targets = req.targets();
+    let alive: Vec<NodeId> = targets
+        .iter()
+        .filter(|n| liveness.alive.contains(n) || also_liveness.alive.contains(n))
+        .cloned()
+        .collect();
+    if !targets.contains(&inner.local) {
         return match forwarding {
-            Forwarding::Allowed => forward(&inner, req, liveness.alive).await,
+            Forwarding::Allowed => forward(&inner, req, alive).await,
             Forwarding::Forbidden => Err(CoordinatorError::InvalidRequest {
                 reason: format!(
                     "{} received a forwarded write but is not one of its replicas [{}]",
@@ -319,7 +334,7 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
     }
 
     let deadline = Instant::now() + inner.config.timeout;
-    let mut quorum = WriteQuorum::new(req.required, req.replicas.clone());
+    let mut quorum = Quorums::new(req.required, &req.replicas, &req.also);
     let local_timeout = || CoordinatorError::Timeout {
         required: req.required,
         acked: 0,
@@ -356,7 +371,7 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             cells,
             acked: req.required,
             required: req.required,
-            replication: quorum.replication(),
+            replication: quorum.first.replication(),
             coordinator: inner.local.clone(),
             hinted: 0,
         });
@@ -371,7 +386,7 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
         .map(|(column, cell)| column.len() + approx_cell_bytes(cell))
         .sum::<usize>()
         + req.row.key.len();
-    for node in req.replicas.iter().filter(|n| **n != inner.local) {
+    for node in targets.iter().filter(|n| **n != inner.local) {
         let slot = Slot {
             inner: inner.clone(),
             node: node.clone(),
@@ -379,9 +394,10 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             cells: cells.clone(),
             deadline,
             pool: pool.clone(),
+            stand_in: req.replicas.contains(node),
         };
         let node = node.clone();
-        let is_alive = liveness.alive.contains(&node);
+        let is_alive = alive.contains(&node);
         let tx = tx.clone();
         let answered = answered_rx.clone();
         let in_flight = InFlight::new(inner.stats.clone());
@@ -401,11 +417,11 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             QuorumState::Succeeded => {
                 return Ok(WriteOutcome {
                     cells,
-                    acked: quorum.acked(),
-                    required: quorum.required(),
-                    replication: quorum.replication(),
+                    acked: quorum.first.acked(),
+                    required: quorum.first.required(),
+                    replication: quorum.first.replication(),
                     coordinator: inner.local.clone(),
-                    hinted: quorum.hinted(),
+                    hinted: quorum.first.hinted(),
                 })
             }
             QuorumState::Failed(failure) => return Err(CoordinatorError::Failed(failure)),
@@ -425,7 +441,7 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
                     );
                 } else {
                     CoordinatorStats::inc(&inner.stats.hints_counted);
-                    quorum.on_hinted(&node, &fallback);
+                    quorum.on_hinted(&node, &fallback, &cause);
                 }
             }
             Ok(Some((node, SlotOutcome::Failed(reason)))) => {
@@ -437,14 +453,77 @@ async fn coordinate<T: Transport, M: MembershipView, E: Engine>(
             // task died; either way nothing more will come.
             Ok(None) | Err(_) => {
                 return Err(CoordinatorError::Timeout {
-                    required: quorum.required(),
-                    acked: quorum.acked(),
-                    replication: quorum.replication(),
+                    required: quorum.first.required(),
+                    acked: quorum.first.acked(),
+                    replication: quorum.first.replication(),
                     pending: quorum.pending(),
                     timeout_ms: inner.timeout_ms(),
                 })
             }
         }
+    }
+}
+
+/// The quorums of a write: W in its replicas, and during a move W in the other set too.
+struct Quorums {
+    first: WriteQuorum,
+    second: Option<WriteQuorum>,
+}
+
+impl Quorums {
+    fn new(required: u32, replicas: &[NodeId], also: &[NodeId]) -> Self {
+        Self {
+            first: WriteQuorum::new(required, replicas.to_vec()),
+            second: (!also.is_empty()).then(|| WriteQuorum::new(required, also.to_vec())),
+        }
+    }
+
+    fn on_ack(&mut self, node: &str) {
+        self.first.on_ack(node);
+        if let Some(second) = &mut self.second {
+            second.on_ack(node);
+        }
+    }
+
+    /// A fallback's hint counts in the first set only.
+    fn on_hinted(&mut self, node: &str, fallback: &str, cause: &str) {
+        self.first.on_hinted(node, fallback);
+        if let Some(second) = &mut self.second {
+            second.on_failure(
+                node,
+                format!("{cause}; hinted to {fallback}, which does not count in the set data moves to or from"),
+            );
+        }
+    }
+
+    fn on_failure(&mut self, node: &str, reason: String) {
+        if let Some(second) = &mut self.second {
+            second.on_failure(node, reason.clone());
+        }
+        self.first.on_failure(node, reason);
+    }
+
+    fn state(&self) -> QuorumState {
+        let second = self.second.as_ref().map(WriteQuorum::state);
+        match (self.first.state(), second) {
+            (QuorumState::Failed(failure), _) | (_, Some(QuorumState::Failed(failure))) => {
+                QuorumState::Failed(failure)
+            }
+            (QuorumState::Succeeded, None | Some(QuorumState::Succeeded)) => QuorumState::Succeeded,
+            _ => QuorumState::Pending,
+        }
+    }
+
+    fn pending(&self) -> Vec<NodeId> {
+        let mut pending = self.first.pending();
+        if let Some(second) = &self.second {
+            for node in second.pending() {
+                if !pending.contains(&node) {
+                    pending.push(node);
+                }
+            }
+        }
+        pending
     }
 }
 

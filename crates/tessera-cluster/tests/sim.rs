@@ -181,6 +181,7 @@ async fn client(cluster: Arc<Cluster>, plan: Plan, id: u64, history: Arc<Mutex<H
                     replicas,
                     fallbacks,
                     strict: false,
+                    also: Vec::new(),
                 };
                 let result = node.coordinator.write(request).await;
                 Kind::Write {

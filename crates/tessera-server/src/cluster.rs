@@ -10,26 +10,27 @@
 //! - **Addresses** live in the [`Directory`], from `cluster.nodes` and then from membership.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_cluster::handoff::{HandoffConfig, HintDelivery};
-use tessera_cluster::transfer::{TransferConfig, Transfers};
-use tessera_cluster::Topology;
+use tessera_cluster::transfer::TransferConfig;
 use tessera_cluster::{
     Coordinator, CoordinatorConfig, NodeId, Replica, RowWriter, StorageRunner, Transport,
 };
+use tessera_cluster::{Topology, Transfers};
 use tessera_membership::MemberId;
 use tessera_ring::{PartitionScheme, Ring};
 use tessera_storage::RocksEngine;
 use tessera_worker::Runner;
+use tokio::sync::Notify;
 
 use crate::config::{Config, TransportKind};
 use crate::gossip::events::EventQueue;
 use crate::gossip::Gossip;
 use crate::identity::NodeIdentity;
+use crate::layout::{LayoutFailure, LayoutManager};
 use crate::peer::{ClusterSecret, Directory, HttpTransport, StreamSettings, StreamTransport};
-use crate::roster::Roster;
 use crate::schema_sync::SchemaPushes;
 use crate::storage::{Hints, Store};
 
@@ -42,8 +43,40 @@ pub type NodeCoordinator = Coordinator<PeerTransport, Arc<Gossip>, RocksEngine>;
 /// The hint delivery of a running node.
 pub type NodeHandoff = HintDelivery<PeerTransport, Arc<Gossip>, RocksEngine>;
 
-/// The partitions a running node pulls from others (rebalancing).
+/// The partition transfers of a running node.
 pub type NodeTransfers = Transfers<PeerTransport, RocksEngine>;
+
+/// A transport to the peers in `directory`, of the kind `cluster.transport` picks, whose sockets
+/// leave from this node's address.
+fn peer_transport(
+    config: &Config,
+    node_id: &str,
+    secret: &ClusterSecret,
+    directory: &Directory,
+) -> Result<PeerTransport, ClusterError> {
+    let source = source_ip(config.node.listen.ip());
+    Ok(match config.cluster.transport {
+        TransportKind::Stream => Arc::new(StreamTransport::new(
+            node_id.to_string(),
+            source,
+            secret.clone(),
+            directory.clone(),
+            StreamSettings {
+                max_message_bytes: config.limits.max_internal_message_bytes,
+                ..StreamSettings::default()
+            },
+        )),
+        TransportKind::Http => Arc::new(
+            HttpTransport::new(
+                node_id.to_string(),
+                source,
+                secret.clone(),
+                directory.clone(),
+            )
+            .map_err(|e| ClusterError::Transport(e.to_string()))?,
+        ),
+    })
+}
 
 /// Why the cluster side of a node could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +93,30 @@ pub enum ClusterError {
     Workers(#[from] tessera_worker::RunnerError),
     #[error(transparent)]
     Storage(#[from] tessera_storage::StorageError),
-    #[error("cannot load the transfers: {0}")]
+    #[error("cannot load the layout: {0}")]
+    Layout(#[from] LayoutFailure),
+    #[error("cannot load the partition transfers: {0}")]
     Transfers(#[from] tessera_cluster::transfer::TransferError),
+}
+
+/// Answers peers' layout messages with the node's layout manager, off the async workers (an
+/// acceptor persists before it answers).
+struct NodeLayoutService(Arc<LayoutManager>);
+
+impl tessera_cluster::LayoutService for NodeLayoutService {
+    fn handle(
+        &self,
+        from: &NodeId,
+        message: tessera_layout::LayoutMessage,
+    ) -> tessera_cluster::BoxFuture<'static, Option<tessera_layout::LayoutMessage>> {
+        let (manager, from) = (self.0.clone(), from.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || manager.handle(&from, &message))
+                .await
+                .ok()
+                .flatten()
+        })
+    }
 }
 
 /// Everything a node knows and uses about the other nodes.
@@ -73,21 +128,22 @@ pub struct ClusterState {
     pub(crate) coordinator: Arc<NodeCoordinator>,
     pub(crate) replica: Arc<Replica<RocksEngine>>,
     pub(crate) handoff: Arc<NodeHandoff>,
-    /// The partitions this node pulls, over connections of their own (`transfer_transport`), so
-    /// that a chunk never queues ahead of quorum traffic on the main ones.
+    /// The layout in force: where every partition lives (kept by `layout`).
+    pub(crate) topology: Arc<Topology>,
+    /// The committed layout, this node's acceptor and move progress, the staged plan.
+    pub(crate) layout: Arc<LayoutManager>,
+    /// Answers peers' layout messages: held here because the replica links to it weakly.
+    _layout_service: Arc<NodeLayoutService>,
+    /// Wakes the `rebalance` worker when the layout or the progress changes.
+    pub(crate) rebalance_nudge: Arc<Notify>,
+    /// The partitions this node pulls during moves (the `transfers` worker runs them).
     pub(crate) transfers: NodeTransfers,
-    /// The rings in force: where every partition lives.
-    pub(crate) topology: Topology,
     /// What membership learned that needs the disk, for the `membership-events` worker.
     pub(crate) events: EventQueue,
     /// New tables, for the `schema-push` worker.
     pub(crate) schema_pushes: SchemaPushes,
-    /// True when the ring is the fixed `cluster.nodes` list.
+    /// True when the first layout came from the fixed `cluster.nodes` list.
     static_ring: bool,
-    scheme: PartitionScheme,
-    ring_replicas: u32,
-    store: Arc<Store>,
-    roster: Mutex<Roster>,
 }
 
 impl ClusterState {
@@ -104,25 +160,8 @@ impl ClusterState {
         let node_id = identity.node_id.as_str();
         let members = config.cluster.members()?;
         let static_ring = !members.is_empty();
-        let roster = if static_ring {
-            let mut roster = Roster::default();
-            for member in &members {
-                roster.add(&member.id, 0);
-            }
-            roster
-        } else {
-            let mut roster = Roster::load(&store)?;
-            if roster.add(node_id, identity.created_at_ms) {
-                roster.save(&store)?;
-            }
-            roster
-        };
-        let ring = if static_ring {
-            let ids = members.iter().map(|m| m.id.clone());
-            Ring::new(scheme, ids, config.cluster.ring_replicas)
-        } else {
-            roster.ring(scheme, config.cluster.ring_replicas)
-        }?;
+        let layout = Arc::new(LayoutManager::open(config, node_id, scheme, store.clone())?);
+        let topology = layout.topology().clone();
 
         let listen = config.node.listen;
         let directory = Directory::new(
@@ -149,33 +188,26 @@ impl ClusterState {
         let gossip = Arc::new(gossip);
 
         let secret = ClusterSecret::new(config.cluster.secret.clone());
-        let source = source_ip(listen.ip());
-        // Each instance keeps connections of its own (one stream per peer, or its own pool).
-        let new_transport = || -> Result<PeerTransport, ClusterError> {
-            Ok(match config.cluster.transport {
-                TransportKind::Stream => Arc::new(StreamTransport::new(
-                    node_id.to_string(),
-                    source,
-                    secret.clone(),
-                    directory.clone(),
-                    StreamSettings {
-                        max_message_bytes: config.limits.max_internal_message_bytes,
-                        ..StreamSettings::default()
-                    },
-                )),
-                TransportKind::Http => Arc::new(
-                    HttpTransport::new(
-                        node_id.to_string(),
-                        source,
-                        secret.clone(),
-                        directory.clone(),
-                    )
-                    .map_err(|e| ClusterError::Transport(e.to_string()))?,
-                ),
-            })
-        };
-        let transport = new_transport()?;
-        let transfer_transport = new_transport()?;
+        let transport = peer_transport(config, node_id, &secret, &directory)?;
+        // Partition transfers travel on connections of their own, so that a chunk never queues
+        // ahead of quorum traffic on the same link.
+        let bulk = peer_transport(config, node_id, &secret, &directory)?;
+        let transfers = Transfers::open(
+            node_id,
+            store.clone(),
+            bulk,
+            TransferConfig {
+                max_concurrent: config.rebalance.max_concurrent as usize,
+                chunk_bytes: config.rebalance.chunk_kb.saturating_mul(1024),
+                // Merges run where the node's other writes run (see `runner` below).
+                storage: if config.storage.sync_writes {
+                    StorageRunner::PointReadsInline
+                } else {
+                    StorageRunner::InPlace
+                },
+                ..TransferConfig::default()
+            },
+        )?;
         let timeout = Duration::from_millis(config.requests.timeout_ms);
         // Writes that fsync wait on the disk: the pool lets many wait together and share each
         // fsync. Writes that do not are short, and run in place (see `StorageRunner`).
@@ -209,19 +241,10 @@ impl ClusterState {
                 ..HandoffConfig::default()
             },
         ));
-        let transfers = Transfers::open(
-            node_id,
-            store.clone(),
-            transfer_transport,
-            TransferConfig {
-                max_concurrent: config.rebalance.max_concurrent as usize,
-                chunk_bytes: config.rebalance.chunk_kb.saturating_mul(1024),
-                storage: runner,
-                ..TransferConfig::default()
-            },
-        )?;
         let replica = Arc::new(Replica::new(node_id, writer, hints, runner));
         replica.set_coordinator(&coordinator);
+        let layout_service = Arc::new(NodeLayoutService(layout.clone()));
+        replica.set_layout_service(&layout_service);
         Ok(Self {
             secret,
             directory,
@@ -230,45 +253,26 @@ impl ClusterState {
             coordinator,
             replica,
             handoff,
-            transfers,
             events: EventQueue::default(),
             schema_pushes: SchemaPushes::default(),
             static_ring,
-            scheme,
-            ring_replicas: config.cluster.ring_replicas,
-            store,
-            roster: Mutex::new(roster),
-            topology: Topology::new(ring),
+            rebalance_nudge: layout.nudge().clone(),
+            transfers,
+            topology,
+            layout,
+            _layout_service: layout_service,
         })
     }
 
-    /// The current ring.
-    pub fn ring(&self) -> Arc<Ring> {
-        self.topology.current()
+    /// The ring of the layout held, once the node knows one.
+    pub fn ring(&self) -> Option<Ring> {
+        self.topology.ring()
     }
 
-    /// Whether the ring is the fixed `cluster.nodes` list (else: discovered by membership).
+    /// Whether the first layout was the fixed `cluster.nodes` list (else: started by the first
+    /// node and grown by commits).
     pub fn is_static(&self) -> bool {
         self.static_ring
-    }
-
-    /// Adds a node membership has shown to the roster (when the ring is discovered), persists
-    /// the roster, and moves to the ring that includes it. Returns whether the node was new.
-    /// Blocking: it writes `meta`.
-    pub fn learn_node(&self, node: &str, created_at_ms: u64) -> Result<bool, ClusterError> {
-        if self.static_ring {
-            return Ok(false);
-        }
-        let mut roster = self.roster.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = roster.clone();
-        if !next.add(node, created_at_ms) {
-            return Ok(false);
-        }
-        let ring = next.ring(self.scheme, self.ring_replicas)?;
-        next.save(&self.store)?;
-        *roster = next;
-        self.topology.set_current(ring);
-        Ok(true)
     }
 
     /// Every other node with a known address.

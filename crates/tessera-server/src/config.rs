@@ -21,22 +21,10 @@ pub struct Config {
     pub storage: StorageConfig,
     pub hints: HintsConfig,
     pub background: BackgroundConfig,
+    pub rebalance: RebalanceConfig,
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
     pub membership: MembershipConfig,
-    pub rebalance: RebalanceConfig,
-}
-
-/// Streaming partitions to the nodes that take them over (`[rebalance]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RebalanceConfig {
-    /// Most partitions this node pulls at once (Riak's transfer limit).
-    pub max_concurrent: u32,
-    /// Most MiB per second this node pulls, over all its transfers (0: unlimited).
-    pub max_mb_per_s: u64,
-    /// About the most KiB per chunk: one frame on the wire, one engine batch on the receiver.
-    pub chunk_kb: u32,
 }
 
 /// SWIM membership (`[membership]`).
@@ -124,6 +112,17 @@ pub struct HintsConfig {
     pub delivery_per_second: u32,
 }
 
+/// How partitions move when the layout changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebalanceConfig {
+    pub max_concurrent: u32,
+    pub max_mb_per_s: u32,
+    pub cleanup_grace_secs: u64,
+    /// About the most KiB per chunk: one frame on the wire, one engine batch on the receiver.
+    pub chunk_kb: u32,
+}
+
 /// Bounds on the short background tasks that outlive their request: a write's replication
 /// stragglers and a read's repairs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +147,7 @@ pub struct ClusterConfig {
     pub ring_replicas: u32,
     pub secret: String,
     pub transport: TransportKind,
+    pub auto_join: bool,
 }
 
 /// How internal requests travel between nodes (`cluster.transport`).
@@ -329,6 +329,20 @@ impl Config {
         if self.hints.window_secs == 0 {
             return Err(invalid("hints.window_secs", &0, "must be at least 1"));
         }
+        if !(1..=64).contains(&self.rebalance.max_concurrent) {
+            return Err(invalid(
+                "rebalance.max_concurrent",
+                &self.rebalance.max_concurrent,
+                "must be from 1 to 64",
+            ));
+        }
+        if !(1..=16_384).contains(&self.rebalance.chunk_kb) {
+            return Err(invalid(
+                "rebalance.chunk_kb",
+                &self.rebalance.chunk_kb,
+                "must be from 1 to 16384",
+            ));
+        }
         if !(1..4096).contains(&self.background.max_mb) {
             return Err(invalid(
                 "background.max_mb",
@@ -367,20 +381,6 @@ impl Config {
                 "membership.phi_threshold",
                 &self.membership.phi_threshold,
                 "must be a positive number",
-            ));
-        }
-        if self.rebalance.max_concurrent == 0 {
-            return Err(invalid(
-                "rebalance.max_concurrent",
-                &0,
-                "must be at least 1",
-            ));
-        }
-        if !(1..=16_384).contains(&self.rebalance.chunk_kb) {
-            return Err(invalid(
-                "rebalance.chunk_kb",
-                &self.rebalance.chunk_kb,
-                "must be from 1 to 16384",
             ));
         }
         tessera_ring::PartitionScheme::new(self.cluster.partitions).map_err(|e| {
@@ -517,16 +517,13 @@ mod tests {
     }
 
     #[test]
-    fn rebalance_defaults_and_bounds() {
+    fn rebalance_chunks_have_bounds() {
         let config = Config::load(None).unwrap();
-        assert_eq!(config.rebalance.max_concurrent, 2);
-        assert_eq!(config.rebalance.max_mb_per_s, 50);
         assert_eq!(config.rebalance.chunk_kb, 256);
-        for (concurrent, chunk) in [(0, 256), (2, 0), (2, 16_385)] {
+        for chunk in [0, 16_385] {
             let mut config = Config::load(None).unwrap();
-            config.rebalance.max_concurrent = concurrent;
             config.rebalance.chunk_kb = chunk;
-            assert!(config.validate().is_err(), "{concurrent} {chunk}");
+            assert!(config.validate().is_err(), "{chunk}");
         }
     }
 

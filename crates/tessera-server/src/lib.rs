@@ -12,8 +12,10 @@
 //! - `storage` and `identity`: the RocksDB engine, the cell and hint stores over it, and whose
 //!   data dir it is;
 //! - `schema`: tables, persisted in `meta`; `schema_sync` pushes new ones to peers;
-//! - `cluster`: what a node knows of the others (the topology of rings, the coordinator and
-//!   replica, hint delivery), built from `roster` (which nodes own partitions);
+//! - `cluster`: what a node knows of the others (the topology, the coordinator and replica, hint
+//!   delivery);
+//! - `layout`: the committed layout of each epoch, plans and commits, and the `rebalance` worker
+//!   that moves the node through a layout change (`roster` only migrates older data dirs);
 //! - `gossip`: the membership worker (SWIM over UDP) and the worker that applies what it learns;
 //! - `peer`: the internal transports (a multiplexed stream, or HTTP) and the peer directory;
 //! - `consistency`: levels (`one`, `quorum`, ...) resolved against a table's N;
@@ -26,6 +28,7 @@ mod cluster;
 mod consistency;
 mod gossip;
 mod identity;
+mod layout;
 mod metrics;
 mod node;
 mod peer;
@@ -73,7 +76,7 @@ const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 const WORKER_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Starts the node's service workers (its storage workers started with it): membership over
-/// `udp`, what membership learns, schema pushes, hint delivery and transfers.
+/// `udp`, what membership learns, schema pushes and hint delivery.
 fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), NodeError> {
     let workers = &node.workers;
     workers.spawn(gossip::runtime::MembershipWorker::new(node.clone(), udp))?;
@@ -83,26 +86,21 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
     if let Some(pusher) = schema_sync::SchemaPusher::new(node.clone()) {
         workers.spawn(pusher)?;
     }
+    workers.spawn(layout::worker::RebalanceWorker::new(node.clone()))?;
+    // The transfers' unit is bytes, so their rate is the rebalancing throttle.
+    let rate = u64::from(node.config.rebalance.max_mb_per_s) << 20;
+    workers.spawn_with(
+        node.cluster.transfers.worker()?,
+        tessera_worker::WorkerOptions {
+            max_rate: (rate > 0).then_some(rate),
+            ..tessera_worker::WorkerOptions::default()
+        },
+    )?;
     let delivery_rate = u64::from(node.config.hints.delivery_per_second);
     workers.spawn_with(
         tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
         tessera_worker::WorkerOptions {
             max_rate: (delivery_rate > 0).then_some(delivery_rate),
-            ..tessera_worker::WorkerOptions::default()
-        },
-    )?;
-    // The transfers' unit is bytes, so their rate is the rebalancing throttle.
-    let transfer_rate = node.config.rebalance.max_mb_per_s.saturating_mul(1 << 20);
-    let transfer_rate = (transfer_rate > 0).then_some(transfer_rate);
-    let transfers = node
-        .cluster
-        .transfers
-        .worker()
-        .map_err(|e| NodeError::Cluster(e.into()))?;
-    workers.spawn_with(
-        transfers,
-        tessera_worker::WorkerOptions {
-            max_rate: transfer_rate,
             ..tessera_worker::WorkerOptions::default()
         },
     )?;

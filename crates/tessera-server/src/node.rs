@@ -33,6 +33,8 @@ pub enum NodeError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot start a background worker: {0}")]
     Workers(#[from] tessera_worker::RunnerError),
+    #[error("cannot start the partition transfers: {0}")]
+    Transfers(#[from] tessera_cluster::transfer::TransferError),
 }
 
 /// Everything a request handler or worker needs, shared behind an `Arc`.
@@ -79,7 +81,7 @@ impl Node {
         )?;
         tracing::info!(
             node = %identity.node_id,
-            ring_nodes = cluster.topology.current().node_count(),
+            ring_nodes = cluster.ring().map_or(0, |r| r.node_count()),
             actor = format_args!("{:016x}", identity.actor),
             data_dir = %config.node.data_dir.display(),
             tables = schema.list().len(),
@@ -112,6 +114,11 @@ impl Node {
             token,
             key,
         }
+    }
+
+    /// How many partitions the token space is cut into (Q, fixed for the data dir).
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.count()
     }
 
     pub fn request_timeout(&self) -> Duration {

@@ -1,23 +1,14 @@
-//! The roster: which nodes own partitions of the ring, and how the ring follows from it.
+//! The roster of an earlier release: the nodes membership had shown, each with its data dir's
+//! creation time, from which every node derived the same ring (the fold of
+//! [`Ring::with_node_added`] over the roster in creation order).
 //!
-//! Liveness and ring membership are different things (Dynamo, section 4.8): a node that crashes,
-//! stops or is partitioned away keeps its partitions, and sloppy quorum with hints covers it while
-//! it is gone. Only an operator's decision should take a node out of the ring, so the roster only
-//! grows here; removal comes with rebalancing (`tessera cluster remove`).
-//!
-//! Two sources:
-//! - **Static** (`cluster.nodes`): the roster is that list, and the ring is [`Ring::new`] over it,
-//!   the same on every node that is given the same list.
-//! - **Discovered** (seeds only): every node that membership gossip shows with its creation time
-//!   (the `created` metadata key: when its data dir was made) joins the roster, which is persisted
-//!   in `meta` so that a restarted node has its ring before it hears from anyone. The ring is the
-//!   fold of [`Ring::with_node_added`] over the roster ordered by (creation time, node id), so
-//!   every node that knows the same roster computes the same ring, and a node that joins later
-//!   moves only the partitions it takes (about Q/S).
+//! Rings are now committed layouts (`crate::layout`); the roster is only read once, to make the
+//! first layout of a data dir written by that release, so that an upgraded node keeps the ring it
+//! had.
 
 use serde::{Deserialize, Serialize};
 use tessera_ring::{PartitionScheme, Ring, RingError};
-use tessera_storage::{decode_versioned, encode_versioned, CellStore, Engine, StorageError};
+use tessera_storage::{decode_versioned, CellStore, Engine, StorageError};
 
 const ROSTER_KEY: &str = "roster";
 
@@ -44,7 +35,9 @@ impl Roster {
         }
     }
 
+    #[cfg(test)]
     pub fn save<E: Engine>(&self, store: &CellStore<E>) -> Result<(), StorageError> {
+        use tessera_storage::encode_versioned;
         store.put_meta(ROSTER_KEY, &encode_versioned("roster", self)?)
     }
 
@@ -59,6 +52,7 @@ impl Roster {
 
     /// Adds `node`; returns whether it was new. A node is in the roster once, with the creation
     /// time it first came with.
+    #[cfg(test)]
     pub fn add(&mut self, node: &str, created_at_ms: u64) -> bool {
         if self.contains(node) {
             return false;

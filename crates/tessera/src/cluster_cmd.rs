@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use crate::output;
+use crate::{layout_cmd, output};
 use clap::Subcommand;
 use serde_json::Value;
 
@@ -34,6 +34,26 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Plan a layout change and stage it on the node: print what moves, and the balance.
+    Plan {
+        #[command(flatten)]
+        target: layout_cmd::Target,
+        #[command(subcommand)]
+        change: layout_cmd::PlanChange,
+    },
+    /// Apply the plan staged on the node as the next epoch.
+    Commit {
+        #[command(flatten)]
+        target: layout_cmd::Target,
+        /// Commit only if the plan was made at this epoch.
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Drop the plan staged on the node.
+    Abort {
+        #[command(flatten)]
+        target: layout_cmd::Target,
+    },
 }
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
@@ -56,6 +76,9 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
             })
             .await
         }
+        ClusterCommand::Plan { target, change } => layout_cmd::plan(&target, change).await,
+        ClusterCommand::Commit { target, epoch } => layout_cmd::commit(&target, epoch).await,
+        ClusterCommand::Abort { target } => layout_cmd::abort(&target).await,
     }
 }
 

@@ -2,12 +2,14 @@
 //!
 //! - `tessera serve` runs a node.
 //! - `tessera config` prints the configuration a node would run with.
-//! - `tessera cluster status` shows the members and what each of them can reach.
+//! - `tessera cluster status` shows the members and what each of them can reach;
+//!   `tessera cluster plan|commit|abort` change the layout.
 //! - `tessera cluster watch` shows the partitions a node is pulling, live.
 //! - `tessera node workers` lists a node's background workers, and pauses, resumes or throttles
 //!   one.
 
 mod cluster_cmd;
+mod layout_cmd;
 mod node_cmd;
 mod output;
 mod serve_args;

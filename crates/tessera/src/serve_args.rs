@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// How internal requests travel between nodes: stream or http (cluster.transport).
     #[arg(long, env = "TESSERA_TRANSPORT")]
     transport: Option<tessera_server::config::TransportKind>,
+    /// Add this node to the cluster once it has learned its layout, rather than waiting for an
+    /// operator's `tessera cluster plan add` and `commit` (cluster.auto_join).
+    #[arg(long, env = "TESSERA_AUTO_JOIN", num_args = 0..=1, default_missing_value = "true")]
+    auto_join: Option<bool>,
     /// Nodes to join through, as ip:port, comma-separated or repeated (membership.seeds).
     #[arg(long = "seed", env = "TESSERA_SEEDS", value_delimiter = ',')]
     seeds: Option<Vec<String>>,
@@ -92,6 +96,7 @@ impl ServeArgs {
             nodes,
             cluster_secret,
             transport,
+            auto_join,
             seeds,
             blocking_threads,
             max_hints_per_target,
@@ -119,6 +124,7 @@ impl ServeArgs {
         set(&mut config.cluster.nodes, nodes);
         set(&mut config.cluster.secret, cluster_secret);
         set(&mut config.cluster.transport, transport);
+        set(&mut config.cluster.auto_join, auto_join);
         set(&mut config.membership.seeds, seeds);
         config.validate()?;
         Ok(config)

@@ -280,6 +280,7 @@ pub fn write(
         replicas,
         fallbacks: Vec::new(),
         strict: false,
+        also: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod change;
 mod codec;
+mod replace;
 
 pub use codec::RING_FORMAT_VERSION;
 

@@ -172,6 +172,7 @@ pub async fn coordinate(
             replicas: plan.replicas.clone(),
             fallbacks: plan.fallbacks.clone(),
             strict: plan.strict,
+            also: plan.also.clone(),
         })
         .await?;
     for (column, cell) in &outcome.cells {

@@ -22,6 +22,8 @@ use crate::storage::Store;
 pub struct Plan {
     pub row: RowKey,
     pub replicas: Vec<NodeId>,
+    /// During a move, the other replica set writes must also reach W in.
+    pub also: Vec<NodeId>,
     /// Nodes that may hold hints for down replicas (sloppy quorum).
     pub fallbacks: Vec<NodeId>,
     /// Only real replicas count towards the level (no hints), like Riak's pw/pr.
@@ -37,9 +39,12 @@ impl Plan {
         HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0/0/0"))
     }
 
-    /// True when this node holds a replica of the row.
+    /// True when this node holds a replica of the row (in either set during a move).
     pub fn is_local(&self, node: &Node) -> bool {
-        self.replicas.iter().any(|r| r == node.id())
+        self.replicas
+            .iter()
+            .chain(&self.also)
+            .any(|r| r == node.id())
     }
 }
 
@@ -76,6 +81,16 @@ pub fn plan(
         .cluster
         .topology
         .placement(row.partition, table.replication);
+    if placement.epoch == 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_joined",
+            format!(
+                "{} has not joined a cluster yet: it knows no layout (it learns one by gossip from its seeds)",
+                node.id()
+            ),
+        ));
+    }
     let membership = node.cluster.gossip.as_ref();
     let liveness = Liveness::of(
         &node.id().to_owned(),
@@ -90,7 +105,7 @@ pub fn plan(
     if liveness.check(required, checked).is_err() {
         let alive = liveness.reachable(checked);
         let replicas = &placement.replicas;
-        let members = node.cluster.ring().node_count();
+        let members = node.cluster.ring().map_or(0, |r| r.node_count());
         let why = if (replicas.len() as u32) < table.replication {
             format!(
                 "the table wants {} replicas but the cluster has {members} node{}",
@@ -122,11 +137,30 @@ pub fn plan(
         .with("replication", table.replication)
         .with("replicas", json!(states)));
     }
+    // During a move, writes need W in the other replica set too (real replicas only).
+    if matches!(access, Access::Write) && !placement.also.is_empty() {
+        let also = Liveness::of(&node.id().to_owned(), &placement.also, &[], membership);
+        if let Err(failure) = also.check(required, tessera_cluster::Access::Write { strict: true })
+        {
+            return Err(ApiError::quorum(
+                "unavailable",
+                format!(
+                    "consistency {level} needs {required} of the {} replicas data is moving to or from, but only {} can be reached",
+                    placement.also.len(),
+                    also.alive.len()
+                ),
+                &failure,
+            )
+            .with("level", level.to_string()));
+        }
+    }
     let replicas = placement.replicas;
+    let also = placement.also;
     let fallbacks = placement.fallbacks;
     Ok(Plan {
         row,
         replicas,
+        also,
         fallbacks,
         strict,
         required,

@@ -84,7 +84,7 @@ pub async fn pull(
     .await?;
     let request: PullRequest = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
     let table = super::data::table(&node, &request.table)?;
-    let count = node.cluster.topology.scheme().count();
+    let count = node.partition_count();
     if let Some(bad) = request.partitions.iter().find(|p| u32::from(**p) >= count) {
         return Err(ApiError::bad_request(
             "invalid_partition",

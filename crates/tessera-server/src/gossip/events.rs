@@ -2,9 +2,10 @@
 //!
 //! The membership worker answers probes within milliseconds or peers suspect this node, so it
 //! must never wait on storage: a RocksDB stall would turn a slow node into a "dead" one. What it
-//! learns that must be written (a new node for the roster and ring, a table for the schema) goes
+//! learns that must be written (a later layout, a table for the schema) goes
 //! on a bounded [`EventQueue`] instead, and the `membership-events` worker ([`EventApplier`])
-//! writes it. The queue never blocks the gossip loop: when it is full the event is dropped and
+//! applies it (a later layout is fetched from the member that published its epoch, then
+//! persisted). The queue never blocks the gossip loop: when it is full the event is dropped and
 //! the applier is told to resynchronise, reading every member's metadata from the state machine
 //! and applying whatever it does not have yet. Both kinds of facts are idempotent (a node is
 //! added to the roster once; a table known is kept), so a resync repeats nothing.
@@ -47,9 +48,9 @@ pub struct MetadataEvent {
 }
 
 impl MetadataEvent {
-    /// Whether applying `key` needs the disk (and so belongs on the queue).
+    /// Whether applying `key` needs the disk or the network (and so belongs on the queue).
     pub fn needs_disk(key: &str) -> bool {
-        key == "created" || key.starts_with(TABLE_PREFIX)
+        key == metadata::LAYOUT_EPOCH || key.starts_with(TABLE_PREFIX)
     }
 }
 
@@ -203,25 +204,27 @@ impl EventApplier {
     }
 }
 
-/// Applies one event: a node joins the roster (and the ring), or a table the schema.
+/// Applies one event: a later layout is fetched from the member that holds it, a table joins
+/// the schema.
 async fn apply(node: &Arc<Node>, event: &MetadataEvent) -> Result<(), String> {
-    let from = event.from.clone();
-    if event.key == "created" {
-        let Some(created) = metadata::created(&event.value) else {
-            return Err(format!("created time {:?} does not parse", event.value));
+    if event.key == metadata::LAYOUT_EPOCH {
+        let Ok(epoch) = event.value.parse::<u64>() else {
+            return Err(format!("layout epoch {:?} does not parse", event.value));
         };
-        let node2 = node.clone();
-        let learned =
-            tokio::task::spawn_blocking(move || node2.cluster.learn_node(&from, created)).await;
-        match learned {
-            Ok(Ok(true)) => {
-                info!(node = node.id(), member = %event.from, "member joined the ring");
-                Ok(())
-            }
-            Ok(Ok(false)) => Ok(()),
-            Ok(Err(error)) => Err(format!("cannot add it to the ring: {error}")),
-            Err(error) => Err(format!("roster update failed: {error}")),
+        let held = node.cluster.layout.layout().map_or(0, |l| l.epoch());
+        if epoch <= held {
+            return Ok(());
         }
+        let adopted = crate::layout::commit::fetch_from(
+            &node.cluster.layout,
+            &node.cluster.transport,
+            &event.from,
+        )
+        .await?;
+        if adopted {
+            info!(node = node.id(), member = %event.from, epoch, "took a later layout from a member");
+        }
+        Ok(())
     } else if event.key.starts_with(TABLE_PREFIX) {
         let table = metadata::table(&event.value).map_err(|e| e.to_string())?;
         if node.schema.get(&table.name).is_some() {

@@ -5,9 +5,10 @@
 //! | key | value |
 //! |---|---|
 //! | `http` | its HTTP address, `ip:port` |
-//! | `created` | when its data dir was created, ms since the epoch (its place in the roster) |
+//! | `created` | when its data dir was created, ms since the epoch (for operators) |
 //! | `status` | `joining` until it is in its own ring, then `normal` |
-//! | `ring_epoch` | the epoch of the ring it holds |
+//! | `ring_epoch` | the epoch of the layout it holds: a node that sees a later one fetches it |
+//! | `progress` | how far it got in the move under way (`tessera_layout::NodeProgress`) |
 //! | `schema_version` | how many tables it knows (tables are never dropped, so this only grows) |
 //! | `load` | `keys,bytes` of its `data` column family (RocksDB's estimates) |
 //! | `table:<name>` | a table it knows, as the JSON of `GET /v1/tables/<name>` |
@@ -20,6 +21,10 @@ use crate::schema::TableSchema;
 
 /// Key prefix of table schemas.
 pub const TABLE_PREFIX: &str = "table:";
+/// Key of the layout epoch a node holds.
+pub const LAYOUT_EPOCH: &str = "ring_epoch";
+/// Key of a node's move progress.
+pub const PROGRESS: &str = "progress";
 
 /// What a node publishes, keyed as in the table above.
 pub type Published = BTreeMap<String, String>;
@@ -30,6 +35,7 @@ pub struct Facts<'a> {
     pub created_at_ms: u64,
     pub in_ring: bool,
     pub ring_epoch: u64,
+    pub progress: String,
     pub tables: &'a [std::sync::Arc<TableSchema>],
     pub load: Option<(u64, u64)>,
 }
@@ -41,7 +47,8 @@ pub fn publish(facts: &Facts<'_>) -> Published {
     out.insert("created".into(), facts.created_at_ms.to_string());
     let status = if facts.in_ring { "normal" } else { "joining" };
     out.insert("status".into(), status.into());
-    out.insert("ring_epoch".into(), facts.ring_epoch.to_string());
+    out.insert(LAYOUT_EPOCH.into(), facts.ring_epoch.to_string());
+    out.insert(PROGRESS.into(), facts.progress.clone());
     out.insert("schema_version".into(), facts.tables.len().to_string());
     if let Some((keys, bytes)) = facts.load {
         out.insert("load".into(), format!("{keys},{bytes}"));
@@ -57,11 +64,6 @@ pub fn publish(facts: &Facts<'_>) -> Published {
 /// A table a peer published, if the value parses.
 pub fn table(value: &str) -> Result<TableSchema, serde_json::Error> {
     serde_json::from_str(value)
-}
-
-/// A peer's data dir creation time.
-pub fn created(value: &str) -> Option<u64> {
-    value.parse().ok()
 }
 
 #[cfg(test)]
@@ -82,6 +84,7 @@ mod tests {
         };
         let tables = vec![Arc::new(schema.clone())];
         let published = publish(&Facts {
+            progress: "3.2.3.0000000000000001".into(),
             http: "127.0.0.11:7000".into(),
             created_at_ms: 42,
             in_ring: false,
@@ -91,9 +94,18 @@ mod tests {
         });
         assert_eq!(published["status"], "joining");
         assert_eq!(published["load"], "10,2048");
-        assert_eq!(created(&published["created"]), Some(42));
+        assert_eq!(published["created"], "42");
+        assert_eq!(published[LAYOUT_EPOCH], "3");
+        assert_eq!(
+            tessera_layout::NodeProgress::from_metadata(&published[PROGRESS]).map(|p| (
+                p.acked,
+                p.reading,
+                p.synced_epoch,
+                p.synced.len()
+            )),
+            Some((3, 2, 3, 1))
+        );
         assert_eq!(table(&published["table:t"]).unwrap(), schema);
         assert!(table("{").is_err());
-        assert_eq!(created("x"), None);
     }
 }

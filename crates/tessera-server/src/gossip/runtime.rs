@@ -259,7 +259,11 @@ fn on_event(node: &Arc<Node>, event: Event) {
                     .collect()
             };
             for (key, value) in values {
-                if key == "http" {
+                if key == metadata::PROGRESS {
+                    if let Some(progress) = tessera_layout::NodeProgress::from_metadata(&value) {
+                        cluster.layout.record_progress(&from.node, &progress);
+                    }
+                } else if key == "http" {
                     if let Ok(addr) = value.parse::<SocketAddr>() {
                         cluster.directory.set(&from.node, addr);
                     }
@@ -284,13 +288,16 @@ fn alone(node: &Node) -> bool {
 
 /// Sets every metadata key whose value changed since it was last published.
 fn publish(node: &Node) {
-    let ring = node.cluster.ring();
+    let layout = node.cluster.layout.layout();
     let tables = node.schema.list();
     let wanted = metadata::publish(&Facts {
         http: node.config.node.listen.to_string(),
         created_at_ms: node.identity.created_at_ms,
-        in_ring: ring.contains(&node.id().to_owned()),
-        ring_epoch: ring.epoch(),
+        in_ring: layout
+            .as_ref()
+            .is_some_and(|l| l.ring().contains(&node.id().to_owned())),
+        ring_epoch: layout.as_ref().map_or(0, |l| l.epoch()),
+        progress: node.cluster.layout.own_progress().to_metadata(),
         tables: &tables,
         load: node.cluster.events.load().get(),
     });
