@@ -18,7 +18,10 @@ async fn converged() -> TestCluster {
         let url = cluster.node(i).url("/v1/cluster/ring");
         tessera_tests::wait_until(&format!("n{i} to hold the 3-node ring"), || {
             let url = url.clone();
-            async move { get_json(&url).await["nodes"].as_object().map(|n| n.len()) == Some(3) }
+            async move {
+                let ring = get_json(&url).await;
+                ring["nodes"].as_object().map(|n| n.len()) == Some(3) && ring["moving"] == false
+            }
         })
         .await;
     }
@@ -57,7 +60,7 @@ async fn three_nodes_from_one_seed_converge_on_one_ring() {
     assert_eq!(rings[0]["owners"], rings[2]["owners"]);
     let view = get_json(&cluster.node(2).url("/v1/cluster")).await;
     assert_eq!(view["membership"], "swim");
-    assert_eq!(view["ring"], "discovered");
+    assert_eq!(view["ring"], "committed");
     let n1 = seen(&cluster, 2, "n1").await;
     assert_eq!(n1["status"], "normal", "{n1}");
     assert!(

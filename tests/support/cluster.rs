@@ -37,12 +37,13 @@ impl TestCluster {
     }
 
     /// Starts `size` nodes that know only the first: node 1 starts a cluster of its own, and the
-    /// others join it with `--seed`, as `make run` does. The ring is discovered by membership.
+    /// others join it with `--seed --auto-join`, as `make run` does: each adds itself to the
+    /// ring as a committed layout epoch.
     pub fn start_seeded(size: usize) -> TestCluster {
         let addrs = addresses(size);
         launch(&addrs, |i, options| {
             if i > 0 {
-                options.arg("--seed").arg(&addrs[0])
+                options.arg("--seed").arg(&addrs[0]).arg("--auto-join")
             } else {
                 options
             }

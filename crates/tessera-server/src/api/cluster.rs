@@ -32,6 +32,7 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 pub async fn members(State(node): State<Arc<Node>>) -> Json<Value> {
     let cluster = &node.cluster;
     let layout = cluster.layout.layout();
+    let complete = cluster.topology.state().complete();
     let ring = layout.as_ref().map(Layout::ring);
     let in_ring = |id: &String| ring.is_some_and(|r| r.contains(id));
     let snapshot = cluster.gossip.snapshot();
@@ -115,7 +116,7 @@ pub async fn members(State(node): State<Arc<Node>>) -> Json<Value> {
             json!({
                 "id": id,
                 "address": address,
-                "status": member_status(layout.as_ref(), id),
+                "status": member_status(layout.as_ref(), complete, id),
                 "state": state,
                 "alive": cluster.gossip.is_alive(id),
                 "incarnation": incarnation,
@@ -139,13 +140,13 @@ pub async fn members(State(node): State<Arc<Node>>) -> Json<Value> {
 
 /// A member's place in the layout: `normal` (owns partitions), `joining` (known to membership,
 /// not added yet, or receiving its partitions), `leaving` (handing its partitions over).
-fn member_status(layout: Option<&Layout>, id: &String) -> &'static str {
+fn member_status(layout: Option<&Layout>, complete: bool, id: &String) -> &'static str {
     let Some(layout) = layout else {
         return "joining";
     };
     let now = layout.ring().contains(id);
     let before = layout.previous().is_some_and(|r| r.contains(id));
-    match (before, now, layout.is_move()) {
+    match (before, now, layout.is_move() && !complete) {
         (true, false, true) => "leaving",
         (false, true, true) => "joining",
         (_, true, _) => "normal",
