@@ -26,9 +26,15 @@ async fn a_node_pulls_the_partitions_it_missed_from_another() {
     cluster.node_mut(3).kill9();
     let c1 = cluster.client(1);
     for i in 0..KEYS {
-        c1.put(T, &format!("k{i}"), "c", format!("v{i}"), &Opts::level("one"))
-            .await
-            .expect(204);
+        c1.put(
+            T,
+            &format!("k{i}"),
+            "c",
+            format!("v{i}"),
+            &Opts::level("one"),
+        )
+        .await
+        .expect(204);
     }
     cluster.node_mut(3).restart();
 
@@ -44,7 +50,11 @@ async fn a_node_pulls_the_partitions_it_missed_from_another() {
         .json()
         .await
         .expect("pull answer");
-    assert_eq!(answer["queued"].as_array().map(Vec::len), Some(256), "{answer}");
+    assert_eq!(
+        answer["queued"].as_array().map(Vec::len),
+        Some(256),
+        "{answer}"
+    );
     // Without the secret, nothing.
     let refused = http
         .post(cluster.node(3).url("/internal/v1/transfers"))
@@ -64,16 +74,26 @@ async fn a_node_pulls_the_partitions_it_missed_from_another() {
         .expect("watch ends once nothing is pending")
         .expect("watch runs");
     let out = String::from_utf8_lossy(&watched.stdout);
-    assert!(watched.status.success(), "{out}\n{}", String::from_utf8_lossy(&watched.stderr));
+    assert!(
+        watched.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
     assert!(out.contains("n3: 0 running, 0 pending, 256 done"), "{out}");
 
-    let report: Value = tessera_tests::get_json(&cluster.node(3).url("/v1/cluster/transfers")).await;
+    let report: Value =
+        tessera_tests::get_json(&cluster.node(3).url("/v1/cluster/transfers")).await;
     assert_eq!(report["pending"], 0, "{report}");
     let transfers = report["transfers"].as_array().expect("transfers");
     assert_eq!(transfers.len(), 256);
-    let keys_done: u64 = transfers.iter().map(|t| t["keys_done"].as_u64().unwrap_or(0)).sum();
+    let keys_done: u64 = transfers
+        .iter()
+        .map(|t| t["keys_done"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(keys_done, KEYS as u64, "{report}");
-    assert!(transfers.iter().all(|t| t["state"] == "done" && t["from"] == "n1" && t["table_name"] == T));
+    assert!(transfers
+        .iter()
+        .all(|t| t["state"] == "done" && t["from"] == "n1" && t["table_name"] == T));
 
     // n3's own store, read without asking any other node, holds every write.
     for i in 0..KEYS {
@@ -89,13 +109,32 @@ async fn a_node_pulls_the_partitions_it_missed_from_another() {
             .json()
             .await
             .expect("local read JSON");
-        assert_eq!(cell["siblings"][0]["value"], format!("v{i}"), "k{i} on n3: {cell}");
+        assert_eq!(
+            cell["siblings"][0]["value"],
+            format!("v{i}"),
+            "k{i} on n3: {cell}"
+        );
     }
-    assert_eq!(metric(cluster.node(3), "tessera_transfer_keys_received_total").await, KEYS as f64);
-    assert_eq!(metric(cluster.node(3), "tessera_transfer_completed_total").await, 256.0);
-    assert_eq!(metric(cluster.node(3), "tessera_transfer_pending").await, 0.0);
-    assert_eq!(metric(cluster.node(1), "tessera_transfer_keys_sent_total").await, KEYS as f64);
-    assert_eq!(metric(cluster.node(3), "tessera_hints_delivered_total").await, 0.0);
+    assert_eq!(
+        metric(cluster.node(3), "tessera_transfer_keys_received_total").await,
+        KEYS as f64
+    );
+    assert_eq!(
+        metric(cluster.node(3), "tessera_transfer_completed_total").await,
+        256.0
+    );
+    assert_eq!(
+        metric(cluster.node(3), "tessera_transfer_pending").await,
+        0.0
+    );
+    assert_eq!(
+        metric(cluster.node(1), "tessera_transfer_keys_sent_total").await,
+        KEYS as f64
+    );
+    assert_eq!(
+        metric(cluster.node(3), "tessera_hints_delivered_total").await,
+        0.0
+    );
 
     // Asked again for the same epoch: nothing is redone.
     let again: Value = http
@@ -108,5 +147,9 @@ async fn a_node_pulls_the_partitions_it_missed_from_another() {
         .json()
         .await
         .expect("pull again answer");
-    assert_eq!(again["already_done"].as_array().map(Vec::len), Some(2), "{again}");
+    assert_eq!(
+        again["already_done"].as_array().map(Vec::len),
+        Some(2),
+        "{again}"
+    );
 }
