@@ -21,7 +21,7 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release/tessera
 DEB_PACKAGES := clang libclang-dev curl iptables iproute2
 BENCH_PACKAGES := wrk jq etcd-server
 
-.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership clean-data help
+.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership bench-rebalance clean-data help
 
 all: build
 
@@ -79,6 +79,9 @@ bench-cluster: bench-deps
 
 bench-membership: bench-deps
 	scripts/bench-membership.sh
+
+bench-rebalance: bench-deps
+	scripts/bench-rebalance.sh
 
 clean-data:
 	rm -rf ./data
