@@ -6,6 +6,9 @@
 #   make bench  benchmarks: one node against its ceilings, 3 nodes against 3-node etcd, then
 #               membership (detection, gossip traffic, false positives under load); make
 #               bench-node, bench-cluster or bench-membership for one of them (docs/performance.md)
+#   make chaos  partitions, kills and pauses 5 local nodes under a workload for 5 minutes, checks
+#               the history and writes a report (as root; CHAOS_ARGS="--seed 3" replays seed 3;
+#               docs/chaos.md)
 #
 # `make deps` installs the system packages the build needs (Debian/Ubuntu); run and test call it.
 
@@ -21,12 +24,12 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release/tessera
 DEB_PACKAGES := clang libclang-dev curl iptables iproute2
 BENCH_PACKAGES := wrk jq etcd-server
 
-.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership bench-rebalance clean-data help
+.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership bench-rebalance chaos clean-data help
 
 all: build
 
 help:
-	@sed -n '1,10p' Makefile
+	@sed -n '1,13p' Makefile
 
 deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
@@ -82,6 +85,10 @@ bench-membership: bench-deps
 
 bench-rebalance: bench-deps
 	scripts/bench-rebalance.sh
+
+chaos: deps
+	$(CARGO) build --bin tessera --bin tessera-chaos
+	CHAOS_NO_BUILD=1 TESSERA_BIN=$(BIN) scripts/chaos.sh $(CHAOS_ARGS)
 
 clean-data:
 	rm -rf ./data

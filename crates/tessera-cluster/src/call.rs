@@ -56,6 +56,7 @@ pub(crate) fn call<T: Transport + ?Sized>(
 fn transport_reason(error: &TransportError) -> String {
     match error {
         TransportError::Unreachable { reason, .. } => format!("unreachable: {reason}"),
+        TransportError::Lost { reason, .. } => format!("answer lost: {reason}"),
         TransportError::Timeout { .. } => "transport timeout".to_owned(),
         TransportError::Remote { message, .. } => format!("remote failure: {message}"),
         TransportError::Protocol { reason, .. } => format!("protocol error: {reason}"),

@@ -22,9 +22,19 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Why a call to a peer produced no usable response.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
-    /// The request could not be delivered (connection refused, no route, node gone).
+    /// The request was not delivered (connection refused, no route, node gone): the node did
+    /// not act on it.
     #[error("node {node} is unreachable: {reason}")]
     Unreachable {
+        /// The peer.
+        node: NodeId,
+        /// What the network said.
+        reason: String,
+    },
+    /// The request may have reached the node, but no answer came back (the connection broke
+    /// while the call waited). Unlike [`TransportError::Unreachable`], the node may have acted.
+    #[error("node {node} did not answer, and may have taken the request: {reason}")]
+    Lost {
         /// The peer.
         node: NodeId,
         /// What the network said.
@@ -59,6 +69,7 @@ impl TransportError {
     pub fn node(&self) -> &NodeId {
         match self {
             TransportError::Unreachable { node, .. }
+            | TransportError::Lost { node, .. }
             | TransportError::Timeout { node }
             | TransportError::Remote { node, .. }
             | TransportError::Protocol { node, .. } => node,

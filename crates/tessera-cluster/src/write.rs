@@ -35,7 +35,7 @@ use crate::ops::{validate, ClientWrite, WriteOutcome, WriteRequest};
 use crate::quorum::{QuorumState, WriteQuorum};
 use crate::shared::Shared;
 use crate::stats::{CoordinatorStats, InFlight};
-use crate::transport::{NodeId, Transport};
+use crate::transport::{NodeId, Transport, TransportError};
 
 /// Whether a write that reaches a non-replica may be forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -566,14 +566,12 @@ fn with_contexts<E: Engine>(
     Ok(cell_writes)
 }
 
-/// Hands the write to the first live replica that takes it. A replica that
-/// cannot be reached (or does not answer in time) is skipped; one that
-/// answers decides, success or failure.
-///
-/// A replica that timed out may still have applied the write, so retrying at
-/// the next one can apply it twice: with a context (or with none, if the
-/// second replica had seen the first copy) the second copy supersedes the
-/// first; otherwise both stay as siblings, as for any client retry.
+/// Hands the write to the first live replica that takes it. Only a replica the request
+/// certainly did not reach (connection refused, or one that refuses to coordinate) is skipped
+/// for the next one: a replica that does not answer in time, or whose answer is lost, may still
+/// apply the write, and trying another would apply it twice under two dots (a client that read
+/// the first copy's value would then see the second come back as a sibling of its own write).
+/// Such a write ends in a timeout, whose outcome is unknown, as for any client.
 async fn forward<T: Transport, M: MembershipView, E: Engine>(
     inner: &Shared<T, M, E>,
     req: WriteRequest,
@@ -588,18 +586,35 @@ async fn forward<T: Transport, M: MembershipView, E: Engine>(
         let request = Request::Coordinate {
             request: req.clone(),
         };
-        match inner.call(node, request, deadline).await {
-            Ok(Response::Written { outcome }) => return Ok(outcome),
+        let unknown = |reason: String| {
+            debug!(node = %inner.local, partition, to = %node, %reason, "forwarded write: outcome unknown");
+            CoordinatorError::Timeout {
+                required: req.required,
+                acked: 0,
+                replication: quorum_size(&req.replicas),
+                pending: vec![node.clone()],
+                timeout_ms: u64::try_from(inner.config.forward_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+            }
+        };
+        let call = inner.transport.call(node, request);
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(Response::Written { outcome })) => return Ok(outcome),
             // This node cannot coordinate at all: the write was not applied, try the next.
-            Ok(Response::Error {
+            Ok(Ok(Response::Error {
                 kind: kind @ (ErrorKind::NotCoordinator | ErrorKind::BadRequest),
                 message,
-            }) => attempts.push((node.clone(), unexpected(&Response::Error { kind, message }))),
-            Ok(Response::Error { kind, message }) => {
+            })) => attempts.push((node.clone(), unexpected(&Response::Error { kind, message }))),
+            Ok(Ok(Response::Error { kind, message })) => {
                 return Err(CoordinatorError::from_remote(node, kind, message))
             }
-            Ok(other) => attempts.push((node.clone(), unexpected(&other))),
-            Err(failure) => attempts.push((node.clone(), failure.reason())),
+            Ok(Ok(other)) => return Err(unknown(unexpected(&other))),
+            // Never delivered: the next replica may take it.
+            Ok(Err(error @ TransportError::Unreachable { .. })) => {
+                attempts.push((node.clone(), error.to_string()))
+            }
+            Ok(Err(error)) => return Err(unknown(error.to_string())),
+            Err(_) => return Err(unknown("no answer in time".to_owned())),
         }
     }
     let reason = attempts
@@ -610,7 +625,7 @@ async fn forward<T: Transport, M: MembershipView, E: Engine>(
     Err(CoordinatorError::Forward {
         to: alive.first().cloned().unwrap_or_default(),
         reason: format!(
-            "none of the {} live replicas took the write ({reason}); a replica that timed out may still apply it",
+            "none of the {} live replicas took the write ({reason})",
             alive.len()
         ),
     })

@@ -220,7 +220,11 @@ impl Transport for StreamTransport {
             if link.queue.send(frame).await.is_err() {
                 return Err(unreachable(lost()));
             }
-            let bytes = answer.await.map_err(|_| unreachable(lost()))?;
+            // Queued: the peer may have taken it, whatever happened to the answer.
+            let bytes = answer.await.map_err(|_| TransportError::Lost {
+                node: node.clone(),
+                reason: lost(),
+            })?;
             decode_response(&bytes).map_err(|e| TransportError::Protocol {
                 node: node.clone(),
                 reason: e.to_string(),

@@ -68,18 +68,25 @@ impl Transport for HttpTransport {
             .body(body)
             .send();
         Box::pin(async move {
-            let response = call.await.map_err(|e| TransportError::Unreachable {
+            // Only a failed connect is certain not to have reached the peer.
+            let response = call.await.map_err(|e| {
+                if e.is_connect() {
+                    TransportError::Unreachable {
+                        node: node.clone(),
+                        reason: error_chain(&e),
+                    }
+                } else {
+                    TransportError::Lost {
+                        node: node.clone(),
+                        reason: error_chain(&e),
+                    }
+                }
+            })?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|e| TransportError::Lost {
                 node: node.clone(),
                 reason: error_chain(&e),
             })?;
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| TransportError::Unreachable {
-                    node: node.clone(),
-                    reason: error_chain(&e),
-                })?;
             if !status.is_success() {
                 return Err(TransportError::Remote {
                     message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
