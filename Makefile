@@ -24,7 +24,7 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release/tessera
 DEB_PACKAGES := clang libclang-dev curl iptables iproute2
 BENCH_PACKAGES := wrk jq etcd-server
 
-.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership chaos clean-data help
+.PHONY: add-node all deps bench-deps install-packages build run test fmt-check lint unit-test bench bench-node bench-cluster bench-membership bench-rebalance chaos clean-data help
 
 all: build
 
@@ -82,6 +82,9 @@ bench-cluster: bench-deps
 
 bench-membership: bench-deps
 	scripts/bench-membership.sh
+
+bench-rebalance: bench-deps
+	scripts/bench-rebalance.sh
 
 chaos: deps
 	$(CARGO) build --bin tessera --bin tessera-chaos

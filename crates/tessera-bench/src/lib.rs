@@ -8,6 +8,8 @@
 //! - [`load`]: a closed-loop HTTP load generator with HDR histograms, seeded, able to spread load
 //!   over several nodes (the cluster workloads reuse it), and to drive etcd through its JSON
 //!   gateway or its native gRPC for the comparison;
+//! - [`rawcopy`]: a raw RocksDB scan of a data dir's cells written into another, the ceiling of
+//!   streaming partitions between nodes;
 //! - [`report`]: the markdown table that puts a run's summaries side by side as ratios.
 //!
 //! Every measurement ends as a [`summary::Summary`]: one JSON line for scripts, one line for people.
@@ -15,6 +17,7 @@
 pub mod ceiling;
 pub mod error;
 pub mod load;
+pub mod rawcopy;
 pub mod report;
 pub mod storage;
 pub mod summary;

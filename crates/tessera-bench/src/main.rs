@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tessera_bench::ceiling::CeilingArgs;
 use tessera_bench::load::LoadArgs;
+use tessera_bench::rawcopy::RawCopyArgs;
 use tessera_bench::report::ReportArgs;
 use tessera_bench::storage::StorageArgs;
 use tessera_bench::BenchError;
@@ -43,6 +44,9 @@ enum Command {
     Load(LoadArgs),
     /// Markdown tables of summaries: the node as ratios to its ceilings.
     Report(ReportArgs),
+    /// Scan every cell of a stopped node's RocksDB and write it into a new one: the ceiling of
+    /// streaming partitions.
+    RawCopy(RawCopyArgs),
 }
 
 fn runtime(
@@ -74,6 +78,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
         Command::Load(args) => runtime(args.threads, None)?
             .block_on(tessera_bench::load::run(&args))
             .map(drop),
+        Command::RawCopy(args) => tessera_bench::rawcopy::run(&args).map(drop),
         Command::Report(args) => {
             print!("{}", tessera_bench::report::run(&args)?);
             Ok(())

@@ -198,6 +198,13 @@ impl ClusterState {
             bulk,
             TransferConfig {
                 max_concurrent: config.rebalance.max_concurrent as usize,
+                chunk_bytes: config.rebalance.chunk_kb.saturating_mul(1024),
+                // Merges run where the node's other writes run (see `runner` below).
+                storage: if config.storage.sync_writes {
+                    StorageRunner::PointReadsInline
+                } else {
+                    StorageRunner::InPlace
+                },
                 ..TransferConfig::default()
             },
         )?;

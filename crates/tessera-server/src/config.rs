@@ -119,6 +119,8 @@ pub struct RebalanceConfig {
     pub max_concurrent: u32,
     pub max_mb_per_s: u32,
     pub cleanup_grace_secs: u64,
+    /// About the most KiB per chunk: one frame on the wire, one engine batch on the receiver.
+    pub chunk_kb: u32,
 }
 
 /// Bounds on the short background tasks that outlive their request: a write's replication
@@ -334,6 +336,13 @@ impl Config {
                 "must be from 1 to 64",
             ));
         }
+        if !(1..=16_384).contains(&self.rebalance.chunk_kb) {
+            return Err(invalid(
+                "rebalance.chunk_kb",
+                &self.rebalance.chunk_kb,
+                "must be from 1 to 16384",
+            ));
+        }
         if !(1..4096).contains(&self.background.max_mb) {
             return Err(invalid(
                 "background.max_mb",
@@ -505,6 +514,17 @@ mod tests {
         assert_eq!(config.limits.max_value_bytes, 16 * 1024 * 1024);
         assert_eq!(config.limits.max_siblings, 100);
         assert_eq!(config.cluster.partitions, 256);
+    }
+
+    #[test]
+    fn rebalance_chunks_have_bounds() {
+        let config = Config::load(None).unwrap();
+        assert_eq!(config.rebalance.chunk_kb, 256);
+        for chunk in [0, 16_385] {
+            let mut config = Config::load(None).unwrap();
+            config.rebalance.chunk_kb = chunk;
+            assert!(config.validate().is_err(), "{chunk}");
+        }
     }
 
     #[test]

@@ -87,10 +87,8 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
         workers.spawn(pusher)?;
     }
     workers.spawn(layout::worker::RebalanceWorker::new(node.clone()))?;
+    // The transfers' unit is bytes, so their rate is the rebalancing throttle.
     let rate = u64::from(node.config.rebalance.max_mb_per_s) << 20;
-    node.cluster
-        .transfers
-        .note_max_bytes_per_second((rate > 0).then_some(rate));
     workers.spawn_with(
         node.cluster.transfers.worker()?,
         tessera_worker::WorkerOptions {

@@ -116,6 +116,11 @@ impl Node {
         }
     }
 
+    /// How many partitions the token space is cut into (Q, fixed for the data dir).
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.count()
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.config.requests.timeout_ms)
     }

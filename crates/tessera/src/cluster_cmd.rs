@@ -18,6 +18,22 @@ pub enum ClusterCommand {
         #[arg(long, default_value = "http://127.0.0.11:7000", env = "TESSERA_NODE")]
         node: String,
     },
+    /// Show the partitions a node is pulling, live: a progress bar per transfer (plain lines when
+    /// stdout is not a terminal), until none is pending.
+    Watch {
+        /// The node to watch.
+        #[arg(long, default_value = "http://127.0.0.11:7000", env = "TESSERA_NODE")]
+        node: String,
+        /// Seconds between two looks.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Keep watching once no transfer is pending.
+        #[arg(long)]
+        follow: bool,
+        /// Print the node's JSON report once, and exit.
+        #[arg(long)]
+        json: bool,
+    },
     /// Plan a layout change and stage it on the node: print what moves, and the balance.
     Plan {
         #[command(flatten)]
@@ -43,6 +59,23 @@ pub enum ClusterCommand {
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Status { node } => status(&node).await,
+        ClusterCommand::Watch {
+            node,
+            interval,
+            follow,
+            json,
+        } => {
+            if !(interval.is_finite() && interval > 0.0) {
+                bail!("--interval must be a positive number of seconds, not {interval}");
+            }
+            crate::watch::run(crate::watch::WatchOptions {
+                node,
+                interval: Duration::from_secs_f64(interval),
+                follow,
+                json,
+            })
+            .await
+        }
         ClusterCommand::Plan { target, change } => layout_cmd::plan(&target, change).await,
         ClusterCommand::Commit { target, epoch } => layout_cmd::commit(&target, epoch).await,
         ClusterCommand::Abort { target } => layout_cmd::abort(&target).await,

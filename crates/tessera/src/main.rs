@@ -4,6 +4,7 @@
 //! - `tessera config` prints the configuration a node would run with.
 //! - `tessera cluster status` shows the members and what each of them can reach;
 //!   `tessera cluster plan|commit|abort` change the layout.
+//! - `tessera cluster watch` shows the partitions a node is pulling, live.
 //! - `tessera node workers` lists a node's background workers, and pauses, resumes or throttles
 //!   one.
 
@@ -12,6 +13,7 @@ mod layout_cmd;
 mod node_cmd;
 mod output;
 mod serve_args;
+mod watch;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

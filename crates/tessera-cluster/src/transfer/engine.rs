@@ -261,8 +261,6 @@ struct Inner<T, E: Engine> {
     transport: T,
     config: TransferConfig,
     max_concurrent: AtomicUsize,
-    /// The worker's throttle, for the status (set by whoever sets the worker's rate).
-    max_bytes_per_second: AtomicU64,
     state: Mutex<State>,
     work: Notify,
     completions: watch::Sender<u64>,
@@ -346,7 +344,6 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
                 store,
                 transport,
                 max_concurrent: AtomicUsize::new(config.max_concurrent.max(1)),
-                max_bytes_per_second: AtomicU64::new(0),
                 config,
                 state: Mutex::new(state),
                 work: Notify::new(),
@@ -531,14 +528,6 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
         self.inner.work.notify_one();
     }
 
-    /// Records the worker's byte throttle, for the status (`None`: unlimited). The throttle
-    /// itself is the worker's rate, set through its runner handle.
-    pub fn note_max_bytes_per_second(&self, max: Option<u64>) {
-        self.inner
-            .max_bytes_per_second
-            .store(max.unwrap_or(0), Ordering::Relaxed);
-    }
-
     /// What the receiving side did since start.
     pub fn stats(&self) -> &TransferStats {
         &self.inner.stats
@@ -549,7 +538,8 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
         &self.inner.local
     }
 
-    /// Every transfer known, pending ones first.
+    /// Every transfer known, pending ones first. The throttle is the worker's rate, which its
+    /// runner knows: the caller fills `max_bytes_per_second` in.
     pub fn report(&self) -> TransfersReport {
         let now = Instant::now();
         let state = lock(&self.inner.state);
@@ -559,12 +549,11 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
             .map(|(key, entry)| self.status_of(key, entry, now))
             .collect();
         transfers.sort_by_key(|t| !t.state.is_pending());
-        let max_rate = self.inner.max_bytes_per_second.load(Ordering::Relaxed);
         TransfersReport {
             node: self.inner.local.clone(),
             max_concurrent: u32::try_from(self.inner.max_concurrent.load(Ordering::Relaxed))
                 .unwrap_or(u32::MAX),
-            max_bytes_per_second: (max_rate > 0).then_some(max_rate),
+            max_bytes_per_second: None,
             running: state.running() as u32,
             pending: transfers.iter().filter(|t| t.state.is_pending()).count() as u32,
             transfers,
@@ -741,6 +730,8 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
                     .fetch_add(1, Ordering::Relaxed);
             }
             runtime.last_requested = Some(source.after.clone());
+            // Its backoff, if it had one, is over.
+            runtime.retry_at = None;
             entry.in_flight = true;
             fetches.push(Fetch {
                 key: *key,
@@ -1029,8 +1020,11 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
         }
     }
 
-    /// When the worker should look again without being woken: the first backoff to end.
+    /// When the worker should look again without being woken: the first backoff to end. Only
+    /// times still to come count: one already past was acted on by the last step (or waits for
+    /// an answer in flight, which wakes the worker itself).
     fn next_wakeup(&self) -> Option<Instant> {
+        let now = Instant::now();
         let state = lock(&self.inner.state);
         state
             .entries
@@ -1040,6 +1034,7 @@ impl<T: Transport, E: Engine> Transfers<T, E> {
                 Phase::Running => e.earliest_retry(),
                 _ => None,
             })
+            .filter(|at| *at > now)
             .min()
     }
 

@@ -25,7 +25,7 @@ pub const LOCAL_PREFIX: &str = "/internal/v1/local";
 use crate::schema::TableSchema;
 
 /// Internal routes serve only callers that present the cluster secret.
-fn check_secret(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_secret(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
     let offered = headers
         .get(SECRET_HEADER)
         .map(|value| value.as_bytes())

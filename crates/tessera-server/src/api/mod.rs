@@ -10,6 +10,7 @@ mod node;
 mod ops;
 mod rows;
 mod tables;
+mod transfers;
 mod values;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/node/workers/{name}/resume", post(node::resume))
         .route("/v1/cluster", get(cluster::members))
         .route("/v1/cluster/ring", get(cluster::ring))
+        .route("/v1/cluster/transfers", get(transfers::list))
+        .route("/internal/v1/transfers", post(transfers::pull))
         .route("/v1/cluster/plan", get(cluster::staged).post(cluster::plan))
         .route("/v1/cluster/commit", post(cluster::commit))
         .route("/v1/cluster/abort", post(cluster::abort))

@@ -49,6 +49,11 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
         .record_commits(node.cluster.coordinator.writer().stats());
     node.metrics
         .record_cell_cache(&node.store.cell_cache_stats());
+    node.metrics.transfers.record(
+        node.cluster.transfers.stats(),
+        node.cluster.replica.transfer_source_stats(),
+        &node.cluster.transfers.report(),
+    );
     let workers = super::node::report(&node);
     node.metrics
         .workers

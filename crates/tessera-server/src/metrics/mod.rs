@@ -1,6 +1,8 @@
 //! Prometheus metrics of a node: requests, latency, siblings, storage size, the coordinator, hints,
-//! membership, and (in [`workers`]) the background workers.
+//! membership, (in [`workers`]) the background workers, and (in [`transfers`]) partition
+//! transfers.
 
+mod transfers;
 mod workers;
 
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub struct Metrics {
     membership_members: IntGaugeVec,
     membership_rejected: IntCounterVec,
     pub workers: workers::WorkerMetrics,
+    pub transfers: transfers::TransferMetrics,
 }
 
 impl Metrics {
@@ -178,8 +181,10 @@ impl Metrics {
         registry.register(Box::new(cell_cache_bytes.clone()))?;
         registry.register(Box::new(storage_keys.clone()))?;
         let workers = workers::WorkerMetrics::new(&registry)?;
+        let transfers = transfers::TransferMetrics::new(&registry)?;
         Ok(Self {
             workers,
+            transfers,
             registry,
             requests,
             latency,
