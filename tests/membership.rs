@@ -25,6 +25,17 @@ async fn converged() -> TestCluster {
         })
         .await;
     }
+    // A member's status (joining -> normal) travels by gossip after its move completes, so each
+    // node may learn it a moment after the ring settles.
+    let view = &cluster;
+    for asker in 1..=3 {
+        for member in ["n1", "n2", "n3"] {
+            tessera_tests::wait_until(&format!("n{asker} to see {member} normal"), || async move {
+                seen(view, asker, member).await["status"] == "normal"
+            })
+            .await;
+        }
+    }
     cluster
 }
 
