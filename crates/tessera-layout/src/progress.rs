@@ -227,9 +227,13 @@ impl Progress {
         } else {
             (old, Some(new))
         };
+        // The fallbacks come from the ring still in force, so they can include a member of
+        // either set (a node the new ring makes a replica is a stand-in in the old one): neither
+        // may stand in for the other.
         let fallbacks = ring
             .fallbacks(partition, n as usize)
             .into_iter()
+            .filter(|node| !read.contains(node))
             .filter(|node| other.as_ref().is_none_or(|set| !set.contains(node)))
             .collect();
         Route {
@@ -346,6 +350,63 @@ mod tests {
         assert!(progress.complete(&layout));
         let route = progress.route(&layout, moving_partition, 3, &[3]);
         assert_eq!((route.read, route.write_also), (new, None));
+    }
+
+    /// Every partition's fallbacks, at every step of `layout`'s move, are in neither set.
+    fn assert_fallbacks_outside_both_sets(layout: &Layout) {
+        let epoch = layout.epoch();
+        let partitions = layout.ring().scheme().count() as PartitionId;
+        let mut progress = Progress::default();
+        let steps: [&dyn Fn(&mut NodeProgress); 3] = [
+            &|p| p.acked = epoch,
+            &|p| {
+                p.synced_epoch = epoch;
+                p.synced = (0..partitions).collect();
+            },
+            &|p| p.reading = epoch,
+        ];
+        let mut check = |progress: &Progress, step: &str| {
+            for partition in 0..partitions {
+                let route = progress.route(layout, partition, 3, &[3]);
+                for fallback in &route.fallbacks {
+                    assert!(
+                        !route.write.contains(fallback)
+                            && route
+                                .write_also
+                                .as_ref()
+                                .is_none_or(|set| !set.contains(fallback)),
+                        "{step}: partition {partition}: fallback {fallback} is a replica: {route:?}"
+                    );
+                }
+            }
+        };
+        check(&progress, "before any ack");
+        for (i, step) in steps.iter().enumerate() {
+            everyone(&mut progress, layout, step);
+            check(&progress, &format!("after step {}", i + 1));
+        }
+    }
+
+    #[test]
+    fn fallbacks_are_never_replicas_of_either_set() {
+        let scheme = PartitionScheme::new(64).unwrap();
+        let four = Ring::new(scheme, ["a", "b", "c", "d"].map(String::from), 3).unwrap();
+        let five = four.with_node_added("e".into()).unwrap();
+        let first = Layout::first(four.clone());
+        // Adding, decommissioning (the regression: the old ring's fallbacks include nodes that
+        // are replicas in the new one), removing a dead node and replacing one.
+        assert_fallbacks_outside_both_sets(&first.moving_to(five, BTreeSet::new()).unwrap());
+        let without_b = four.with_node_removed(&"b".into()).unwrap();
+        assert_fallbacks_outside_both_sets(
+            &first.moving_to(without_b.clone(), BTreeSet::new()).unwrap(),
+        );
+        assert_fallbacks_outside_both_sets(
+            &first
+                .moving_to(without_b, ["b".to_owned()].into_iter().collect())
+                .unwrap(),
+        );
+        let replaced = four.with_node_replaced(&"c".into(), "z".into()).unwrap();
+        assert_fallbacks_outside_both_sets(&first.moving_to(replaced, BTreeSet::new()).unwrap());
     }
 
     #[test]
