@@ -280,12 +280,74 @@ pub async fn plan(
     // One change: {"kind": "add" | "remove" | "remove_dead", "node": ...} or
     // {"kind": "replace", "old": ..., "new": ..., "dead": false}.
     let change: Change = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
+    check_liveness(&node, &change)?;
     let plan = node
         .cluster
         .layout
         .stage(change)
         .map_err(|e| layout_error(&node, e))?;
     Ok(Json(view(&node, plan)))
+}
+
+/// Refuses a change that membership says cannot work: a node to add (or a replacement) that is
+/// not a live member would never receive its partitions or acknowledge the move, so the move
+/// would never end; a plain remove of a node that is down would wait for it to stream its data
+/// away; and `remove --dead` of a node that is alive would copy again what it could stream.
+fn check_liveness(node: &Node, change: &Change) -> Result<(), ApiError> {
+    let snapshot = node.cluster.gossip.snapshot();
+    let state = |id: &String| {
+        if id == node.id() {
+            Some("alive")
+        } else {
+            snapshot
+                .members
+                .get(id)
+                .map(|seen| crate::gossip::state_name(seen.state))
+        }
+    };
+    let up = |id: &String| matches!(state(id), Some("alive" | "suspect"));
+    let refuse = |reason: String, id: &String| {
+        Err(ApiError::new(StatusCode::CONFLICT, "member_state", reason)
+            .with("node", id.clone())
+            .with("state", state(id).unwrap_or("unknown")))
+    };
+    match change {
+        Change::Add { node: id } | Change::Replace { new: id, .. } if !up(id) => refuse(
+            format!(
+                "{id} is not a live member ({}): start it with --seed pointing at this cluster, \
+                 wait until `tessera cluster status` shows it alive, then plan again",
+                state(id).unwrap_or("unknown to membership")
+            ),
+            id,
+        ),
+        Change::Remove { node: id }
+        | Change::Replace {
+            old: id,
+            dead: false,
+            ..
+        } if !up(id) => refuse(
+            format!(
+                "{id} is {}: it cannot stream its partitions away; if it is gone for good, \
+                     use `remove {id} --dead` (or `replace ... --dead`) to copy them again from \
+                     the surviving replicas",
+                state(id).unwrap_or("unknown to membership")
+            ),
+            id,
+        ),
+        Change::RemoveDead { node: id }
+        | Change::Replace {
+            old: id,
+            dead: true,
+            ..
+        } if state(id) == Some("alive") => refuse(
+            format!(
+                "{id} is alive: remove it without --dead so that it streams its partitions \
+                     away (stop it first if it is really gone)"
+            ),
+            id,
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `GET /v1/cluster/plan`: the plan staged on this node.
