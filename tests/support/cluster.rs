@@ -14,6 +14,8 @@ static NEXT_SUBNET: AtomicU32 = AtomicU32::new(0);
 /// A running cluster; dropping it kills every node.
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
+    /// The loopback /24 of this cluster (`127.X.Y`), for nodes added later.
+    subnet: String,
 }
 
 impl TestCluster {
@@ -40,14 +42,35 @@ impl TestCluster {
     /// others join it with `--seed --auto-join`, as `make run` does: each adds itself to the
     /// ring as a committed layout epoch.
     pub fn start_seeded(size: usize) -> TestCluster {
+        Self::start_seeded_with(size, |options| options)
+    }
+
+    /// Like [`TestCluster::start_seeded`], with a hook to adjust each node's options.
+    pub fn start_seeded_with(
+        size: usize,
+        adjust: impl Fn(NodeOptions) -> NodeOptions,
+    ) -> TestCluster {
         let addrs = addresses(size);
         launch(&addrs, |i, options| {
             if i > 0 {
-                options.arg("--seed").arg(&addrs[0]).arg("--auto-join")
+                adjust(options.arg("--seed").arg(&addrs[0]).arg("--auto-join"))
             } else {
-                options
+                adjust(options)
             }
         })
+    }
+
+    /// Starts one more node, n<len+1>, on the next address of the cluster's /24, with node 1 as
+    /// its seed. It joins membership but owns nothing until a change adds it (or `adjust` passes
+    /// `--auto-join`). Returns its number.
+    pub fn add_node(&mut self, adjust: impl Fn(NodeOptions) -> NodeOptions) -> usize {
+        let i = self.nodes.len() + 1;
+        let seed = self.node(1).addr().to_string();
+        let mut options = NodeOptions::default().node_id(&format!("n{i}"));
+        options.listen = Some(format!("{}.{}:7000", self.subnet, 10 + i));
+        self.nodes
+            .push(TestNode::start(adjust(options.arg("--seed").arg(&seed))));
+        i
     }
 
     /// Waits (bounded) until every running node listed in `asked` sees each node of `expect`
@@ -134,7 +157,12 @@ fn launch(addrs: &[String], options: impl Fn(usize, NodeOptions) -> NodeOptions)
             TestNode::start(options(i, defaults))
         })
         .collect();
-    TestCluster { nodes }
+    let subnet = addrs
+        .first()
+        .and_then(|a| a.rsplit_once('.'))
+        .map(|(subnet, _)| subnet.to_owned())
+        .unwrap_or_default();
+    TestCluster { nodes, subnet }
 }
 
 /// `size` addresses on a loopback /24 of their own: `127.X.Y.(10+i):7000`.

@@ -80,6 +80,26 @@ where
     }
 }
 
+/// Like [`wait_until`] with a deadline of the caller's: for conditions that take long by design
+/// (a data move), never as a timing assertion.
+pub async fn wait_until_within<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = std::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// GETs `url` and parses its JSON body; panics naming the URL when either fails.
 pub async fn get_json(url: &str) -> serde_json::Value {
     reqwest::get(url)
