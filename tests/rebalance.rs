@@ -415,6 +415,16 @@ async fn check_acknowledged_writes(client: &Client, keys: usize, acked: &BTreeMa
     );
 }
 
+/// Hints the nodes `on` hold for `target`, from their metrics.
+async fn hints_for(cluster: &TestCluster, target: &str, on: &[usize]) -> f64 {
+    let name = format!("tessera_hints_pending_by_target{{target=\"{target}\"}}");
+    let mut total = 0.0;
+    for &i in on {
+        total += metric(cluster.node(i), &name).await;
+    }
+    total
+}
+
 fn assert_share(counts: &BTreeMap<String, usize>, node: &str, keys: usize, nodes: usize) {
     let share = (keys * 3) as f64 / nodes as f64;
     let held = counts.get(node).copied().unwrap_or(0) as f64;
@@ -519,6 +529,7 @@ async fn adding_then_decommissioning_a_node_under_load_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_a_dead_node_copies_its_partitions_again_from_the_survivors() {
     const KEYS: usize = 3_000;
+    const HINTED: usize = 300;
     let (_dir, path) = config("");
     let mut cluster = TestCluster::start_seeded_with(4, with_config(&path));
     wait_for_settled_ring(&cluster, &[1, 2, 3, 4], &["n1", "n2", "n3", "n4"]).await;
@@ -528,16 +539,42 @@ async fn removing_a_dead_node_copies_its_partitions_again_from_the_survivors() {
 
     cluster.node_mut(3).kill9();
     cluster.wait_for_states(&[1, 2, 4], &[(3, "dead")]).await;
+    // Writes while n3 is down leave hints for it on the nodes that stood in.
+    let survivors: Vec<Client> = [1, 2, 4].iter().map(|&i| cluster.client(i)).collect();
+    for i in KEYS..KEYS + HINTED {
+        let r = survivors[i % 3]
+            .put(T, &key(i), COLUMN, "v0", &Opts::level("quorum"))
+            .await;
+        assert_eq!(r.status, 204, "{}", r.describe());
+    }
+    let held_for_n3 = hints_for(&cluster, "n3", &[1, 2, 4]).await;
+    assert!(held_for_n3 > 0.0, "no hints for n3 were kept");
     let (ok, out, err) = cli(&cluster, 1, &["plan", "remove", "n3"]).await;
     assert!(!ok, "a plain remove of a dead node must be refused:\n{out}");
     assert!(err.contains("--dead") || err.contains("dead"), "{err}");
     plan_and_commit(&cluster, 1, &["remove", "n3", "--dead"]).await;
     wait_for_settled_ring(&cluster, &[1, 2, 4], &["n1", "n2", "n4"]).await;
-    let counts = check_every_replica_holds_every_key(&cluster, 1, KEYS).await;
+    let counts = check_every_replica_holds_every_key(&cluster, 1, KEYS + HINTED).await;
     for node in ["n1", "n2", "n4"] {
-        assert_eq!(counts.get(node), Some(&KEYS), "{counts:?}");
+        assert_eq!(counts.get(node), Some(&(KEYS + HINTED)), "{counts:?}");
     }
-    check_acknowledged_writes(&cluster.client(2), KEYS, &BTreeMap::new()).await;
+    check_acknowledged_writes(&cluster.client(2), KEYS + HINTED, &BTreeMap::new()).await;
+    // The hints kept for n3 went to the rows' owners instead of waiting to expire.
+    let cluster_ref = &cluster;
+    wait_until_within(
+        "the hints for n3 to be handed on",
+        MOVE_DEADLINE,
+        || async move { hints_for(cluster_ref, "n3", &[1, 2, 4]).await == 0.0 },
+    )
+    .await;
+    let mut redirected = 0.0;
+    for i in [1, 2, 4] {
+        redirected += metric(cluster.node(i), "tessera_hints_redirected_total").await;
+    }
+    assert!(
+        redirected >= held_for_n3,
+        "{redirected} hints redirected, {held_for_n3} were held"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,6 +21,8 @@
 //!   `hints.delivery_per_second` and changeable while it runs), so a node
 //!   coming back after hours of hints is not flooded while it also serves
 //!   clients.
+//! - **Removed targets:** hints for a node that has left the ring are turned
+//!   into hints for the row's current owners (see `handoff_redirect`).
 //! - **Expiry:** hints older than `hint_window` (3 h by default, as in
 //!   Cassandra) are deleted, counted and logged with `warn!`: the writes they
 //!   carried must then be repaired by read repair or anti-entropy. A node
@@ -34,7 +36,7 @@
 //! deterministic tests do.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -49,6 +51,7 @@ use tracing::{debug, info, warn};
 use crate::call::unexpected;
 use crate::clock::{system_clock, Clock};
 use crate::exec::StorageRunner;
+use crate::handoff_redirect::HintRoutes;
 use crate::membership::MembershipView;
 use crate::messages::{Request, Response};
 use crate::transport::{NodeId, Transport};
@@ -143,6 +146,8 @@ pub struct HandoffStatus {
     pub failed: u64,
     /// Hints expired undelivered since start.
     pub expired: u64,
+    /// Hints for nodes that left the ring, handed to the rows' current owners since start.
+    pub redirected: u64,
     /// The last error of any kind (delivery or storage).
     pub last_error: Option<String>,
     /// Every target that has or had hints, in name order.
@@ -184,6 +189,7 @@ struct State {
     delivered: u64,
     failed: u64,
     expired: u64,
+    redirected: u64,
     last_error: Option<String>,
     running: bool,
     /// The round under way.
@@ -231,6 +237,8 @@ pub struct HintDelivery<T, M, E: Engine> {
     clock: Clock,
     state: Mutex<State>,
     nudge: Notify,
+    /// Where hints for nodes that left go; unset, they wait for their target (or expire).
+    routes: OnceLock<Arc<dyn HintRoutes>>,
 }
 
 impl<T, M, E: Engine> std::fmt::Debug for HintDelivery<T, M, E> {
@@ -279,13 +287,28 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
                 delivered: 0,
                 failed: 0,
                 expired: 0,
+                redirected: 0,
                 last_error: None,
                 running: false,
                 round: None,
                 next_round: None,
             }),
             nudge: Notify::new(),
+            routes: OnceLock::new(),
         }
+    }
+
+    /// Sets how hints for nodes that left the ring find the rows' owners (once; later calls
+    /// are ignored). Until then such hints wait for their target, or expire.
+    pub fn set_routes(&self, routes: Arc<dyn HintRoutes>) {
+        let _ = self.routes.set(routes);
+    }
+
+    /// Whether `target` has left the ring, so its hints go to the current owners.
+    fn has_left(&self, target: &NodeId) -> bool {
+        self.routes
+            .get()
+            .is_some_and(|routes| *target != self.local && routes.has_left(target))
     }
 
     /// The same, reading the wall clock (for expiry) from `clock`.
@@ -335,6 +358,7 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
             delivered: state.delivered,
             failed: state.failed,
             expired: state.expired,
+            redirected: state.redirected,
             last_error: state.last_error.clone(),
             targets,
         }
@@ -396,7 +420,11 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         if round.delivered_to_current == 0 {
             info!(node = %self.local, %target, "delivering hints");
         }
-        let outcome = self.deliver_batch(&target).await;
+        let outcome = if self.has_left(&target) {
+            self.redirect_batch(&target).await
+        } else {
+            self.deliver_batch(&target).await
+        };
         let delivered = *outcome.as_ref().unwrap_or(&0);
         round.report.delivered += delivered;
         round.delivered_to_current += delivered;
@@ -438,6 +466,11 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
         let now = Instant::now();
         for stats in targets {
             let target = stats.target;
+            if self.has_left(&target) {
+                // Its hints are re-addressed here, whether or not the node still runs.
+                round.targets.push_back(target);
+                continue;
+            }
             if !self.membership.is_alive(&target) {
                 round.report.skipped_down += 1;
                 continue;
@@ -642,6 +675,68 @@ impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
             Some((hints, reason)) => Err(Stop::Failed { hints, reason }),
             None => Ok(delivered),
         }
+    }
+}
+
+impl<T: Transport, M: MembershipView, E: Engine> HintDelivery<T, M, E> {
+    /// For a target that left the ring: reads one batch of its hints, stores each again for
+    /// every current owner of its row, then deletes the originals (see `handoff_redirect`).
+    /// Returns how many were handed on (0: none left, or the owners cannot be told yet).
+    async fn redirect_batch(&self, target: &NodeId) -> Result<u64, Stop> {
+        let Some(routes) = self.routes.get().cloned() else {
+            return Ok(0);
+        };
+        let store = self.hints.clone();
+        let (who, limit) = (target.clone(), self.config.batch_hints.max(1));
+        let (redirected, copies) = self
+            .config
+            .storage
+            .run(
+                move || -> Result<(u64, u64), tessera_storage::StorageError> {
+                    let hints = store.oldest(&who, limit)?;
+                    let mut moved = Vec::new();
+                    let mut copies = 0u64;
+                    for (key, hint) in hints {
+                        let Some(owners) = routes.owners_of(&hint.row) else {
+                            break;
+                        };
+                        // When this node is an owner too, its hint is delivered to itself, through
+                        // the same merge path as any other.
+                        for owner in owners.into_iter().filter(|owner| *owner != who) {
+                            store.store(&Hint {
+                                target: owner,
+                                ..hint.clone()
+                            })?;
+                            copies += 1;
+                        }
+                        moved.push(key);
+                    }
+                    let count = moved.len() as u64;
+                    store.delete(&moved)?;
+                    Ok((count, copies))
+                },
+            )
+            .await
+            .map_err(|error| Stop::Failed {
+                hints: 0,
+                reason: format!("re-addressing hints to the current owners: {error}"),
+            })?;
+        if redirected > 0 {
+            info!(
+                node = %self.local,
+                %target,
+                hints = redirected,
+                copies,
+                "hints for a node that left the ring handed to the rows' owners"
+            );
+            let mut state = self.state();
+            state.redirected += redirected;
+            let t = state.targets.entry(target.clone()).or_default();
+            t.pending = t.pending.saturating_sub(redirected);
+            // New targets' pending counts are refreshed at the next round.
+            state.next_round = None;
+        }
+        Ok(redirected)
     }
 }
 

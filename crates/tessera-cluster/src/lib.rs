@@ -36,6 +36,7 @@ pub mod coordinator;
 pub mod error;
 pub mod exec;
 pub mod handoff;
+pub mod handoff_redirect;
 pub mod membership;
 pub mod messages;
 pub mod ops;

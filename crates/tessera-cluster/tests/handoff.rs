@@ -511,3 +511,91 @@ async fn hints_of_one_row_are_merged_in_one_request() {
     }
     assert_eq!(live(c.stored(down, &key, b"a").as_ref()), ["3"]);
 }
+
+/// A layout where `gone` has left the ring and every row's owners are `owners`.
+struct Departed {
+    gone: String,
+    owners: Option<Vec<String>>,
+}
+
+impl tessera_cluster::handoff_redirect::HintRoutes for Departed {
+    fn has_left(&self, target: &String) -> bool {
+        *target == self.gone
+    }
+    fn owners_of(&self, _row: &RowKey) -> Option<Vec<String>> {
+        self.owners.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hints_for_a_node_that_left_go_to_the_rows_owners() {
+    let (c, _key, r, f) = setup(11);
+    let holder = &f[0];
+    // r[2] was removed while down; its hints name it, and it will never come back. The rows'
+    // owners now are r[0], r[1] and the holder itself.
+    let gone = r[2].clone();
+    c.membership.mark_down(&gone);
+    let stored_at_ms = system_now_ms();
+    store_hints(&c, holder, &gone, 5, stored_at_ms);
+    let delivery = HintDelivery::new(
+        holder.clone(),
+        c.node(holder).hints.clone(),
+        c.net.transport(holder.clone()),
+        c.membership.clone(),
+        HandoffConfig {
+            storage: StorageRunner::Inline,
+            rng_seed: Some(1),
+            ..HandoffConfig::default()
+        },
+    );
+
+    // Without routes, the hints wait for their target.
+    assert_eq!(delivery.run_once().await.skipped_down, 1);
+    assert_eq!(c.node(holder).hints.count(&gone).unwrap(), 5);
+
+    // Owners that cannot be told yet (an unknown table): the hints stay.
+    let unknown = HintDelivery::new(
+        holder.clone(),
+        c.node(holder).hints.clone(),
+        c.net.transport(holder.clone()),
+        c.membership.clone(),
+        HandoffConfig {
+            storage: StorageRunner::Inline,
+            rng_seed: Some(1),
+            ..HandoffConfig::default()
+        },
+    );
+    unknown.set_routes(Arc::new(Departed {
+        gone: gone.clone(),
+        owners: None,
+    }));
+    unknown.run_once().await;
+    assert_eq!(c.node(holder).hints.count(&gone).unwrap(), 5);
+
+    let owners = vec![r[0].clone(), r[1].clone(), holder.clone()];
+    delivery.set_routes(Arc::new(Departed {
+        gone: gone.clone(),
+        owners: Some(owners.clone()),
+    }));
+    // One round re-addresses them, the next delivers the new hints (the holder's own through
+    // the same merge path).
+    delivery.run_once().await;
+    assert_eq!(c.node(holder).hints.count(&gone).unwrap(), 0);
+    for owner in &owners {
+        assert_eq!(c.node(holder).hints.count(owner).unwrap(), 5, "{owner}");
+    }
+    assert_eq!(delivery.status().redirected, 5);
+    // They keep the original's age: a write never arrives later than its hint window allows.
+    let moved = c.node(holder).hints.oldest(&owners[0], 10).unwrap();
+    assert!(moved.iter().all(|(_, h)| h.stored_at_ms == stored_at_ms));
+    delivery.run_once().await;
+    c.settle().await;
+    assert_eq!(c.hints_on(holder), 0, "every re-addressed hint delivered");
+    for owner in &owners {
+        for i in 0..5 {
+            let cell = c.stored(owner, &row(&format!("hinted-{i}")), b"col");
+            assert_eq!(live(cell.as_ref()), [format!("h{i}")], "{owner} hinted-{i}");
+        }
+    }
+    assert!(c.stored(&gone, &row("hinted-0"), b"col").is_none());
+}

@@ -13,7 +13,7 @@
 //!   data dir it is;
 //! - `schema`: tables, persisted in `meta`; `schema_sync` pushes new ones to peers;
 //! - `cluster`: what a node knows of the others (the topology, the coordinator and replica, hint
-//!   delivery);
+//!   delivery); `hint_routes` tells hint delivery where hints for a node that left go;
 //! - `layout`: the committed layout of each epoch, plans and commits, and the `rebalance` worker
 //!   that moves the node through a layout change (`roster` only migrates older data dirs);
 //! - `gossip`: the membership worker (SWIM over UDP) and the worker that applies what it learns;
@@ -27,6 +27,7 @@ mod api;
 mod cluster;
 mod consistency;
 mod gossip;
+mod hint_routes;
 mod identity;
 mod layout;
 mod metrics;
@@ -79,6 +80,9 @@ const WORKER_DEADLINE: Duration = Duration::from_secs(5);
 /// `udp`, what membership learns, schema pushes and hint delivery.
 fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), NodeError> {
     let workers = &node.workers;
+    node.cluster
+        .handoff
+        .set_routes(Arc::new(hint_routes::NodeHintRoutes::new(node)));
     workers.spawn(gossip::runtime::MembershipWorker::new(node.clone(), udp))?;
     if let Some(applier) = gossip::events::EventApplier::new(node.clone()) {
         workers.spawn(applier)?;

@@ -34,6 +34,7 @@ pub struct Metrics {
     cell_cache_bytes: prometheus::IntGauge,
     hints_failed: IntCounter,
     hints_expired: IntCounter,
+    hints_redirected: IntCounter,
     membership_events: IntCounterVec,
     membership_members: IntGaugeVec,
     membership_rejected: IntCounterVec,
@@ -137,6 +138,10 @@ impl Metrics {
             "tessera_hints_expired_total",
             "Hints dropped undelivered after the hint window; anti-entropy must repair their data.",
         )?;
+        let hints_redirected = IntCounter::new(
+            "tessera_hints_redirected_total",
+            "Hints for nodes that left the ring, handed to the rows' current owners.",
+        )?;
         let membership_events = IntCounterVec::new(
             Opts::new(
                 "tessera_membership_events_total",
@@ -163,7 +168,12 @@ impl Metrics {
         registry.register(Box::new(membership_rejected.clone()))?;
         registry.register(Box::new(hints_pending.clone()))?;
         registry.register(Box::new(hints_pending_by_target.clone()))?;
-        for metric in [&hints_delivered, &hints_failed, &hints_expired] {
+        for metric in [
+            &hints_delivered,
+            &hints_failed,
+            &hints_expired,
+            &hints_redirected,
+        ] {
             registry.register(Box::new(metric.clone()))?;
         }
         registry.register(Box::new(coordinator_events.clone()))?;
@@ -205,6 +215,7 @@ impl Metrics {
             cell_cache_bytes,
             hints_failed,
             hints_expired,
+            hints_redirected,
             membership_events,
             membership_members,
             membership_rejected,
@@ -277,6 +288,7 @@ impl Metrics {
             (&self.hints_delivered, delivery.delivered),
             (&self.hints_failed, delivery.failed),
             (&self.hints_expired, delivery.expired),
+            (&self.hints_redirected, delivery.redirected),
         ] {
             counter.inc_by(value.saturating_sub(counter.get()));
         }
