@@ -365,7 +365,7 @@ mod tests {
             },
             &|p| p.reading = epoch,
         ];
-        let mut check = |progress: &Progress, step: &str| {
+        let check = |progress: &Progress, step: &str| {
             for partition in 0..partitions {
                 let route = progress.route(layout, partition, 3, &[3]);
                 for fallback in &route.fallbacks {
