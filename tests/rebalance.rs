@@ -460,6 +460,22 @@ async fn adding_then_decommissioning_a_node_under_load_loses_nothing() {
     run_at_least(&workload, 200).await;
     let plan = plan_and_commit(&cluster, 1, &["add", "n4"]).await;
     assert!(plan.contains("n4"), "the plan names n4:\n{plan}");
+    // `tessera cluster watch` (plain lines: not a terminal) follows the move to its end.
+    let watch = tokio::process::Command::new(tessera_tests::binary::tessera_bin())
+        .args(["cluster", "watch", "--interval", "0.5", "--node"])
+        .arg(cluster.node(2).url(""))
+        .output();
+    let watched = tokio::time::timeout(MOVE_DEADLINE, watch)
+        .await
+        .expect("watch ends once the epoch is applied")
+        .expect("watch runs");
+    let out = String::from_utf8_lossy(&watched.stdout);
+    assert!(watched.status.success(), "{out}");
+    assert!(
+        out.contains("moving (step:") && out.contains("n4 0->") && out.contains(" -> n4 "),
+        "watch shows the move, the balance and the transfers:\n{out}"
+    );
+    assert!(out.lines().any(|l| l.contains("applied")), "{out}");
     wait_for_settled_ring(&cluster, &[1, 2, 3, n4], &["n1", "n2", "n3", "n4"]).await;
     run_at_least(&workload, 200).await;
     let (failures, acked, operations) = workload.stop().await;

@@ -79,7 +79,10 @@ async fn a_node_pulls_the_partitions_it_missed_from_another() {
         "{out}\n{}",
         String::from_utf8_lossy(&watched.stderr)
     );
-    assert!(out.contains("n3: 0 running, 0 pending, 256 done"), "{out}");
+    assert!(
+        out.contains("transfers: 0 running, 0 pending, 256 done"),
+        "{out}"
+    );
 
     let report: Value =
         tessera_tests::get_json(&cluster.node(3).url("/v1/cluster/transfers")).await;

@@ -18,19 +18,20 @@ pub enum ClusterCommand {
         #[arg(long, default_value = "http://127.0.0.11:7000", env = "TESSERA_NODE")]
         node: String,
     },
-    /// Show the partitions a node is pulling, live: a progress bar per transfer (plain lines when
-    /// stdout is not a terminal), until none is pending.
+    /// Show a layout change live across the cluster: the epoch and step, partitions per node
+    /// before and after, and a progress bar per transfer on every member (plain lines when stdout
+    /// is not a terminal), until the epoch is fully applied.
     Watch {
-        /// The node to watch.
+        /// Any node of the cluster (it names the others).
         #[arg(long, default_value = "http://127.0.0.11:7000", env = "TESSERA_NODE")]
         node: String,
         /// Seconds between two looks.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
-        /// Keep watching once no transfer is pending.
+        /// Keep watching once the epoch is applied and no transfer is pending.
         #[arg(long)]
         follow: bool,
-        /// Print the node's JSON report once, and exit.
+        /// Print the ring's state and every member's transfer report as JSON once, and exit.
         #[arg(long)]
         json: bool,
     },

@@ -4,7 +4,8 @@
 //! - `tessera config` prints the configuration a node would run with.
 //! - `tessera cluster status` shows the members and what each of them can reach;
 //!   `tessera cluster plan|commit|abort` change the layout.
-//! - `tessera cluster watch` shows the partitions a node is pulling, live.
+//! - `tessera cluster watch` shows a layout change live: every member's transfers, until the
+//!   epoch is applied.
 //! - `tessera node workers` lists a node's background workers, and pauses, resumes or throttles
 //!   one.
 

@@ -1,13 +1,17 @@
-//! `tessera cluster watch`: the partitions a node is pulling, live.
+//! `tessera cluster watch`: a layout change, live, across the whole cluster.
 //!
-//! It reads `GET /v1/cluster/transfers` (the typed [`TransfersReport`]) every `--interval`:
-//! - at a terminal, one progress bar per transfer (table/partition, from -> to, bytes of the
-//!   estimated total, keys, rate, ETA), under a line with the node's totals;
-//! - otherwise (a pipe, a log file), plain lines: one when a transfer changes state, and one per
-//!   running transfer every ten looks.
+//! Every `--interval` it asks the node it was given for the ring (`GET /v1/cluster/ring`: epoch,
+//! step, owners before and after) and the members (`GET /v1/cluster`), then asks every member for
+//! the partitions it is pulling (`GET /v1/cluster/transfers`, the typed [`TransfersReport`]):
+//! - at a terminal, a header with the epoch, the step of the move and each node's partitions
+//!   before -> after, then one progress bar per transfer (table/partition, from -> to, bytes of the
+//!   estimated total, keys, rate, ETA);
+//! - otherwise (a pipe, a log file), plain lines: the header when it changes, one line when a
+//!   transfer changes state, and one per running transfer every ten looks.
 //!
-//! It stops once no transfer is pending (after showing the last state), or never with
-//! `--follow`.
+//! It stops once the epoch is fully applied (the ring no longer moves) and no member has a
+//! transfer pending, after showing the last state; or never with `--follow`. A member that does
+//! not answer is named in the header and looked at again next time.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -17,6 +21,8 @@ use anyhow::{bail, Context as _};
 use indicatif::{
     HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle,
 };
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tessera_cluster::transfer::{TransferState, TransferStatus, TransfersReport};
 
 use crate::output;
@@ -33,24 +39,72 @@ pub struct WatchOptions {
 /// Failed looks in a row before giving up (without `--follow`).
 const MAX_FAILURES: u32 = 5;
 
-/// A transfer's identity in the report.
-type Key = (u64, u32, u16);
+/// A transfer's identity across the cluster: (receiver, epoch, table, partition).
+type Key = (String, u64, u32, u16);
 
 fn key_of(t: &TransferStatus) -> Key {
-    (t.epoch, t.table, t.partition)
+    (t.to.clone(), t.epoch, t.table, t.partition)
+}
+
+/// One look at the cluster.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The epoch of the ring the asked node holds.
+    pub epoch: u64,
+    /// Whether that epoch's move is still under way.
+    pub moving: bool,
+    /// Its step: `ack`, `sync`, `read`, or `stable`.
+    pub step: String,
+    /// Partitions per node: (before the move, after it). Equal when nothing moves.
+    pub partitions: BTreeMap<String, (usize, usize)>,
+    /// Every answering member's transfers.
+    pub reports: Vec<TransfersReport>,
+    /// Members that did not answer, with why.
+    pub unanswered: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    fn pending(&self) -> u32 {
+        self.reports.iter().map(|r| r.pending).sum()
+    }
+
+    fn running(&self) -> u32 {
+        self.reports.iter().map(|r| r.running).sum()
+    }
+
+    fn transfers(&self) -> impl Iterator<Item = &TransferStatus> {
+        self.reports.iter().flat_map(|r| r.transfers.iter())
+    }
+
+    /// The epoch is fully applied and nothing is left to pull anywhere.
+    fn settled(&self) -> bool {
+        !self.moving && self.pending() == 0 && self.unanswered.is_empty()
+    }
 }
 
 pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    let url = format!(
-        "{}/v1/cluster/transfers",
-        options.node.trim_end_matches('/')
-    );
+    let base = options.node.trim_end_matches('/').to_owned();
     if options.json {
-        let report = fetch(&client, &url).await?;
-        return output::emit(&mut (serde_json::to_string_pretty(&report)? + "\n"));
+        let snapshot = look(&client, &base).await?;
+        let reports: BTreeMap<&str, &TransfersReport> = snapshot
+            .reports
+            .iter()
+            .map(|r| (r.node.as_str(), r))
+            .collect();
+        let json = serde_json::json!({
+            "epoch": snapshot.epoch,
+            "moving": snapshot.moving,
+            "step": snapshot.step,
+            "partitions": snapshot.partitions.iter()
+                .map(|(node, (before, after))| (node.clone(), serde_json::json!({"before": before, "after": after})))
+                .collect::<BTreeMap<_, _>>(),
+            "transfers": reports,
+            "unanswered": snapshot.unanswered.iter().map(|(node, why)| (node.clone(), why.clone())).collect::<BTreeMap<_, _>>(),
+        });
+        return output::emit(&mut (serde_json::to_string_pretty(&json)? + "\n"));
     }
     let mut view: Box<dyn View> = if std::io::stdout().is_terminal() {
         Box::new(Bars::new())
@@ -60,13 +114,13 @@ pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
     let mut failures = 0;
     let mut looks = 0u64;
     loop {
-        match fetch(&client, &url).await {
-            Ok(report) => {
+        match look(&client, &base).await {
+            Ok(snapshot) => {
                 failures = 0;
-                view.show(&report, looks)?;
+                view.show(&snapshot, looks)?;
                 looks += 1;
-                if report.pending == 0 && !options.follow {
-                    view.finish(&report)?;
+                if snapshot.settled() && !options.follow {
+                    view.finish(&snapshot)?;
                     return Ok(());
                 }
             }
@@ -83,7 +137,82 @@ pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<TransfersReport> {
+/// Asks `base` for the ring and the members, then every member for its transfers (together).
+async fn look(client: &reqwest::Client, base: &str) -> anyhow::Result<Snapshot> {
+    let ring: Value = fetch(client, &format!("{base}/v1/cluster/ring")).await?;
+    let members: Value = fetch(client, &format!("{base}/v1/cluster")).await?;
+    let mut snapshot = Snapshot {
+        epoch: ring["epoch"].as_u64().unwrap_or(0),
+        moving: ring["moving"].as_bool().unwrap_or(false),
+        step: ring["step"].as_str().unwrap_or("stable").to_owned(),
+        partitions: partitions_per_node(&ring),
+        ..Snapshot::default()
+    };
+    let addresses: Vec<(String, String)> = members["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["state"] != "dead" && m["state"] != "left")
+        .filter_map(|m| {
+            let id = m["id"].as_str()?.to_owned();
+            let address = m["address"].as_str()?.to_owned();
+            Some((id, address))
+        })
+        .collect();
+    let scheme = if base.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let asks = addresses.into_iter().map(|(id, address)| {
+        let client = client.clone();
+        let url = format!("{scheme}://{address}/v1/cluster/transfers");
+        async move {
+            let answer = fetch::<TransfersReport>(&client, &url).await;
+            (id, answer)
+        }
+    });
+    let handles: Vec<_> = asks.map(tokio::spawn).collect();
+    for handle in handles {
+        match handle.await {
+            Ok((_, Ok(report))) => snapshot.reports.push(report),
+            Ok((id, Err(error))) => snapshot.unanswered.push((id, format!("{error:#}"))),
+            Err(error) => bail!("asking a member failed: {error}"),
+        }
+    }
+    snapshot.reports.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(snapshot)
+}
+
+/// Partitions per node before and after the move, from the ring's owners (and previous owners
+/// while it moves).
+fn partitions_per_node(ring: &Value) -> BTreeMap<String, (usize, usize)> {
+    let count = |owners: &Value| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for owner in owners.as_array().into_iter().flatten() {
+            if let Some(owner) = owner.as_str() {
+                *counts.entry(owner.to_owned()).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let after = count(&ring["owners"]);
+    let before = if ring["previous_owners"].is_array() {
+        count(&ring["previous_owners"])
+    } else {
+        after.clone()
+    };
+    let mut both: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (node, n) in &before {
+        both.entry(node.clone()).or_default().0 = *n;
+    }
+    for (node, n) in &after {
+        both.entry(node.clone()).or_default().1 = *n;
+    }
+    both
+}
+
+async fn fetch<T: DeserializeOwned>(client: &reqwest::Client, url: &str) -> anyhow::Result<T> {
     let response = client
         .get(url)
         .send()
@@ -97,27 +226,66 @@ async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<TransfersR
     response
         .json()
         .await
-        .with_context(|| format!("{url} did not answer with a transfer report"))
+        .with_context(|| format!("{url} did not answer as expected"))
 }
 
 /// How a report is shown.
 trait View {
-    fn show(&mut self, report: &TransfersReport, look: u64) -> anyhow::Result<()>;
+    fn show(&mut self, snapshot: &Snapshot, look: u64) -> anyhow::Result<()>;
     fn note(&mut self, line: &str) -> anyhow::Result<()>;
-    fn finish(&mut self, report: &TransfersReport) -> anyhow::Result<()>;
+    fn finish(&mut self, snapshot: &Snapshot) -> anyhow::Result<()>;
 }
 
-/// The node's totals, in one line.
-fn headline(report: &TransfersReport) -> String {
-    let throttle = report.max_bytes_per_second.map_or_else(
-        || "unthrottled".to_owned(),
-        |rate| format!("{}/s", HumanBytes(rate)),
+/// The cluster's state, in a few lines: the epoch and step, partitions per node before -> after,
+/// the transfer totals, and who did not answer.
+fn headline(snapshot: &Snapshot) -> String {
+    let state = if snapshot.moving {
+        format!("moving (step: {})", snapshot.step)
+    } else {
+        "applied".to_owned()
+    };
+    let partitions: Vec<String> = snapshot
+        .partitions
+        .iter()
+        .map(|(node, (before, after))| {
+            if before == after {
+                format!("{node} {after}")
+            } else {
+                format!("{node} {before}->{after}")
+            }
+        })
+        .collect();
+    let done = snapshot.transfers().count() as u32 - snapshot.pending();
+    let throttles: Vec<String> = snapshot
+        .reports
+        .iter()
+        .filter(|r| r.pending > 0)
+        .map(|r| {
+            let throttle = r.max_bytes_per_second.map_or_else(
+                || "unthrottled".to_owned(),
+                |rate| format!("{}/s", HumanBytes(rate)),
+            );
+            format!(
+                "{} at most {} at once, {throttle}",
+                r.node, r.max_concurrent
+            )
+        })
+        .collect();
+    let mut text = format!(
+        "epoch {} {state}; partitions {}\ntransfers: {} running, {} pending, {} done",
+        snapshot.epoch,
+        partitions.join(", "),
+        snapshot.running(),
+        snapshot.pending(),
+        done,
     );
-    let done = report.transfers.len() as u32 - report.pending;
-    format!(
-        "{}: {} running, {} pending, {} done (at most {} at once, {throttle})",
-        report.node, report.running, report.pending, done, report.max_concurrent
-    )
+    if !throttles.is_empty() {
+        text.push_str(&format!(" ({})", throttles.join("; ")));
+    }
+    for (node, why) in &snapshot.unanswered {
+        text.push_str(&format!("\n{node} did not answer: {why}"));
+    }
+    text
 }
 
 /// `table/partition from -> to`.
@@ -197,9 +365,9 @@ impl Bars {
 }
 
 impl View for Bars {
-    fn show(&mut self, report: &TransfersReport, _look: u64) -> anyhow::Result<()> {
-        self.header.set_message(headline(report));
-        for transfer in &report.transfers {
+    fn show(&mut self, snapshot: &Snapshot, _look: u64) -> anyhow::Result<()> {
+        self.header.set_message(headline(snapshot));
+        for transfer in snapshot.transfers() {
             let key = key_of(transfer);
             // Done transfers get a bar only if they were seen running: an old epoch's finished
             // transfers are not news.
@@ -233,16 +401,15 @@ impl View for Bars {
         Ok(())
     }
 
-    fn finish(&mut self, report: &TransfersReport) -> anyhow::Result<()> {
-        self.header.finish_with_message(headline(report));
+    fn finish(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
+        self.header.finish_with_message(headline(snapshot));
         for bar in self.bars.values() {
             if !bar.is_finished() {
                 bar.finish();
             }
         }
         if self.bars.is_empty() {
-            self.multi
-                .println(format!("{}: no transfers pending", report.node))?;
+            self.multi.println("no transfers pending")?;
         }
         Ok(())
     }
@@ -252,6 +419,8 @@ impl View for Bars {
 #[derive(Default)]
 struct Lines {
     states: BTreeMap<Key, TransferState>,
+    /// The header last printed: printed again only when it changes.
+    header: String,
 }
 
 /// Every this many looks, a line per running transfer even if its state did not change.
@@ -277,13 +446,15 @@ fn line(t: &TransferStatus) -> String {
 }
 
 impl View for Lines {
-    fn show(&mut self, report: &TransfersReport, look: u64) -> anyhow::Result<()> {
+    fn show(&mut self, snapshot: &Snapshot, look: u64) -> anyhow::Result<()> {
         let mut out = String::new();
-        if look == 0 {
-            out.push_str(&headline(report));
+        let header = headline(snapshot);
+        if header != self.header {
+            out.push_str(&header);
             out.push('\n');
+            self.header = header;
         }
-        for transfer in &report.transfers {
+        for transfer in snapshot.transfers() {
             let key = key_of(transfer);
             let before = self.states.insert(key, transfer.state);
             let changed = before != Some(transfer.state);
@@ -305,8 +476,12 @@ impl View for Lines {
         output::emit(&mut format!("{line}\n"))
     }
 
-    fn finish(&mut self, report: &TransfersReport) -> anyhow::Result<()> {
-        output::emit(&mut format!("{}\n", headline(report)))
+    fn finish(&mut self, snapshot: &Snapshot) -> anyhow::Result<()> {
+        let header = headline(snapshot);
+        if header == self.header {
+            return Ok(());
+        }
+        output::emit(&mut format!("{header}\n"))
     }
 }
 
@@ -360,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn the_headline_counts_done_transfers() {
+    fn the_headline_shows_the_move_and_counts_transfers() {
         let report = TransfersReport {
             node: "n4".into(),
             max_concurrent: 2,
@@ -369,10 +544,34 @@ mod tests {
             pending: 1,
             transfers: vec![status(TransferState::Running), status(TransferState::Done)],
         };
-        let text = headline(&report);
+        let ring = serde_json::json!({
+            "epoch": 4, "moving": true, "step": "sync",
+            "owners": ["n1", "n2", "n3", "n4"],
+            "previous_owners": ["n1", "n2", "n3", "n3"],
+        });
+        let snapshot = Snapshot {
+            epoch: 4,
+            moving: true,
+            step: "sync".into(),
+            partitions: partitions_per_node(&ring),
+            reports: vec![report],
+            unanswered: vec![("n2".into(), "cannot reach".into())],
+        };
+        assert!(!snapshot.settled());
         assert_eq!(
-            text,
-            "n4: 1 running, 1 pending, 1 done (at most 2 at once, 50.00 MiB/s)"
+            headline(&snapshot),
+            "epoch 4 moving (step: sync); partitions n1 1, n2 1, n3 2->1, n4 0->1\n\
+             transfers: 1 running, 1 pending, 1 done (n4 at most 2 at once, 50.00 MiB/s)\n\
+             n2 did not answer: cannot reach"
+        );
+        let settled = Snapshot {
+            partitions: partitions_per_node(&serde_json::json!({"owners": ["n1", "n2"]})),
+            ..Snapshot::default()
+        };
+        assert!(settled.settled());
+        assert_eq!(
+            headline(&settled),
+            "epoch 0 applied; partitions n1 1, n2 1\ntransfers: 0 running, 0 pending, 0 done"
         );
     }
 }
