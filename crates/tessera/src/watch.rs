@@ -76,6 +76,19 @@ impl Snapshot {
         self.reports.iter().flat_map(|r| r.transfers.iter())
     }
 
+    /// Transfers of the epoch being applied that are done.
+    fn done_this_epoch(&self) -> usize {
+        self.transfers()
+            .filter(|t| t.epoch == self.epoch && !t.state.is_pending())
+            .count()
+    }
+
+    /// Whether `t` belongs on screen when first seen: pending, or part of the move under way
+    /// (a transfer can finish between two looks); an earlier epoch's finished ones are not news.
+    fn is_news(&self, t: &TransferStatus) -> bool {
+        t.state.is_pending() || (self.moving && t.epoch == self.epoch)
+    }
+
     /// The epoch is fully applied and nothing is left to pull anywhere.
     fn settled(&self) -> bool {
         !self.moving && self.pending() == 0 && self.unanswered.is_empty()
@@ -255,7 +268,7 @@ fn headline(snapshot: &Snapshot) -> String {
             }
         })
         .collect();
-    let done = snapshot.transfers().count() as u32 - snapshot.pending();
+    let done = snapshot.done_this_epoch();
     let throttles: Vec<String> = snapshot
         .reports
         .iter()
@@ -272,7 +285,7 @@ fn headline(snapshot: &Snapshot) -> String {
         })
         .collect();
     let mut text = format!(
-        "epoch {} {state}; partitions {}\ntransfers: {} running, {} pending, {} done",
+        "epoch {} {state}; partitions {}\ntransfers: {} running, {} pending, {} done in this epoch",
         snapshot.epoch,
         partitions.join(", "),
         snapshot.running(),
@@ -369,9 +382,7 @@ impl View for Bars {
         self.header.set_message(headline(snapshot));
         for transfer in snapshot.transfers() {
             let key = key_of(transfer);
-            // Done transfers get a bar only if they were seen running: an old epoch's finished
-            // transfers are not news.
-            if !transfer.state.is_pending() && !self.bars.contains_key(&key) {
+            if !snapshot.is_news(transfer) && !self.bars.contains_key(&key) {
                 continue;
             }
             let bar = self.bars.entry(key).or_insert_with(|| {
@@ -459,8 +470,7 @@ impl View for Lines {
             let before = self.states.insert(key, transfer.state);
             let changed = before != Some(transfer.state);
             let news = match before {
-                // First seen: pending ones are news, done ones from earlier are not.
-                None => transfer.state.is_pending(),
+                None => snapshot.is_news(transfer),
                 Some(_) => changed,
             };
             let periodic =
@@ -561,9 +571,15 @@ mod tests {
         assert_eq!(
             headline(&snapshot),
             "epoch 4 moving (step: sync); partitions n1 1, n2 1, n3 2->1, n4 0->1\n\
-             transfers: 1 running, 1 pending, 1 done (n4 at most 2 at once, 50.00 MiB/s)\n\
+             transfers: 1 running, 1 pending, 0 done in this epoch (n4 at most 2 at once, 50.00 MiB/s)\n\
              n2 did not answer: cannot reach"
         );
+        let this_epoch = Snapshot {
+            epoch: 3,
+            ..snapshot
+        };
+        assert_eq!(this_epoch.done_this_epoch(), 1);
+        assert!(this_epoch.is_news(&status(TransferState::Done)));
         let settled = Snapshot {
             partitions: partitions_per_node(&serde_json::json!({"owners": ["n1", "n2"]})),
             ..Snapshot::default()
@@ -571,7 +587,7 @@ mod tests {
         assert!(settled.settled());
         assert_eq!(
             headline(&settled),
-            "epoch 0 applied; partitions n1 1, n2 1\ntransfers: 0 running, 0 pending, 0 done"
+            "epoch 0 applied; partitions n1 1, n2 1\ntransfers: 0 running, 0 pending, 0 done in this epoch"
         );
     }
 }
