@@ -116,7 +116,12 @@ pub async fn members(State(node): State<Arc<Node>>) -> Json<Value> {
             json!({
                 "id": id,
                 "address": address,
-                "status": member_status(layout.as_ref(), complete, id),
+                "status": member_status(
+                    layout.as_ref(),
+                    complete,
+                    id,
+                    meta.and_then(|m| m.get("status")).map(String::as_str),
+                ),
                 "state": state,
                 "alive": cluster.gossip.is_alive(id),
                 "incarnation": incarnation,
@@ -139,8 +144,16 @@ pub async fn members(State(node): State<Arc<Node>>) -> Json<Value> {
 }
 
 /// A member's place in the layout: `normal` (owns partitions), `joining` (known to membership,
-/// not added yet, or receiving its partitions), `leaving` (handing its partitions over).
-fn member_status(layout: Option<&Layout>, complete: bool, id: &String) -> &'static str {
+/// not added yet, or receiving its partitions), `leaving` (handing its partitions over), `left`
+/// (a change took it out: it owns nothing, and is not waiting to be added). `published` is the
+/// status the member last gossiped: one that was `normal` or `left` and is in no ring now has
+/// left, even if it is down and cannot say so.
+fn member_status(
+    layout: Option<&Layout>,
+    complete: bool,
+    id: &String,
+    published: Option<&str>,
+) -> &'static str {
     let Some(layout) = layout else {
         return "joining";
     };
@@ -150,6 +163,8 @@ fn member_status(layout: Option<&Layout>, complete: bool, id: &String) -> &'stat
         (true, false, true) => "leaving",
         (false, true, true) => "joining",
         (_, true, _) => "normal",
+        _ if before || layout.dead().contains(id) => "left",
+        _ if matches!(published, Some("normal" | "left")) => "left",
         _ => "joining",
     }
 }
@@ -503,4 +518,48 @@ pub async fn locate(
         "also": placement.also,
         "fallbacks": placement.fallbacks,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tessera_ring::{PartitionScheme, Ring};
+
+    use super::*;
+
+    #[test]
+    fn member_status_follows_the_layout_and_what_members_published() {
+        let scheme = PartitionScheme::new(16).unwrap();
+        let ring = Ring::new(scheme, ["a", "b", "c"].map(String::from), 3).unwrap();
+        let status = |layout: &Layout, complete: bool, id: &str, published: Option<&str>| {
+            member_status(Some(layout), complete, &id.to_owned(), published)
+        };
+        let first = Layout::first(ring.clone());
+        assert_eq!(status(&first, true, "a", Some("normal")), "normal");
+        assert_eq!(status(&first, true, "d", None), "joining");
+        assert_eq!(status(&first, true, "d", Some("joining")), "joining");
+
+        let adding = first
+            .moving_to(ring.with_node_added("d".into()).unwrap(), BTreeSet::new())
+            .unwrap();
+        assert_eq!(status(&adding, false, "d", Some("joining")), "joining");
+        assert_eq!(status(&adding, true, "d", Some("joining")), "normal");
+
+        let removing = first
+            .moving_to(
+                ring.with_node_removed(&"b".into()).unwrap(),
+                BTreeSet::new(),
+            )
+            .unwrap();
+        assert_eq!(status(&removing, false, "b", Some("normal")), "leaving");
+        assert_eq!(status(&removing, true, "b", Some("normal")), "left");
+        // Epochs later, the previous ring no longer names it: what it published says it left,
+        // even when it is down and could not publish `left`.
+        let later = Layout::first(ring.with_node_removed(&"b".into()).unwrap());
+        assert_eq!(status(&later, true, "b", Some("left")), "left");
+        assert_eq!(status(&later, true, "b", Some("normal")), "left");
+        assert_eq!(status(&later, true, "b", None), "joining");
+        assert_eq!(status(&later, true, "b", Some("joining")), "joining");
+    }
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `http` | its HTTP address, `ip:port` |
 //! | `created` | when its data dir was created, ms since the epoch (for operators) |
-//! | `status` | `joining` until it is in its own ring, then `normal` |
+//! | `status` | `joining` until it is in its own ring, then `normal`; `left` once a change took it out |
 //! | `ring_epoch` | the epoch of the layout it holds: a node that sees a later one fetches it |
 //! | `progress` | how far it got in the move under way (`tessera_layout::NodeProgress`) |
 //! | `schema_version` | how many tables it knows (tables are never dropped, so this only grows) |
@@ -34,6 +34,8 @@ pub struct Facts<'a> {
     pub http: String,
     pub created_at_ms: u64,
     pub in_ring: bool,
+    /// Was in a committed ring once, and is in none now (decommissioned or removed).
+    pub left_ring: bool,
     pub ring_epoch: u64,
     pub progress: String,
     pub tables: &'a [std::sync::Arc<TableSchema>],
@@ -45,7 +47,11 @@ pub fn publish(facts: &Facts<'_>) -> Published {
     let mut out = Published::new();
     out.insert("http".into(), facts.http.clone());
     out.insert("created".into(), facts.created_at_ms.to_string());
-    let status = if facts.in_ring { "normal" } else { "joining" };
+    let status = match (facts.in_ring, facts.left_ring) {
+        (true, _) => "normal",
+        (false, true) => "left",
+        (false, false) => "joining",
+    };
     out.insert("status".into(), status.into());
     out.insert(LAYOUT_EPOCH.into(), facts.ring_epoch.to_string());
     out.insert(PROGRESS.into(), facts.progress.clone());
@@ -88,11 +94,25 @@ mod tests {
             http: "127.0.0.11:7000".into(),
             created_at_ms: 42,
             in_ring: false,
+            left_ring: false,
             ring_epoch: 3,
             tables: &tables,
             load: Some((10, 2048)),
         });
         assert_eq!(published["status"], "joining");
+        for (in_ring, left_ring, status) in [(true, false, "normal"), (false, true, "left")] {
+            let facts = Facts {
+                http: String::new(),
+                created_at_ms: 0,
+                in_ring,
+                left_ring,
+                ring_epoch: 3,
+                progress: String::new(),
+                tables: &[],
+                load: None,
+            };
+            assert_eq!(publish(&facts)["status"], status);
+        }
         assert_eq!(published["load"], "10,2048");
         assert_eq!(published["created"], "42");
         assert_eq!(published[LAYOUT_EPOCH], "3");

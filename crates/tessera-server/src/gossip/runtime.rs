@@ -290,12 +290,14 @@ fn alone(node: &Node) -> bool {
 fn publish(node: &Node) {
     let layout = node.cluster.layout.layout();
     let tables = node.schema.list();
+    let in_ring = layout
+        .as_ref()
+        .is_some_and(|l| l.ring().contains(&node.id().to_owned()));
     let wanted = metadata::publish(&Facts {
         http: node.config.node.listen.to_string(),
         created_at_ms: node.identity.created_at_ms,
-        in_ring: layout
-            .as_ref()
-            .is_some_and(|l| l.ring().contains(&node.id().to_owned())),
+        in_ring,
+        left_ring: !in_ring && node.cluster.layout.was_member(),
         ring_epoch: layout.as_ref().map_or(0, |l| l.epoch()),
         progress: node.cluster.layout.own_progress().to_metadata(),
         tables: &tables,
