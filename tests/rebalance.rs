@@ -52,6 +52,24 @@ async fn ring(cluster: &TestCluster, i: usize) -> Value {
     get_json(&cluster.node(i).url("/v1/cluster/ring")).await
 }
 
+/// Waits until node `i` shows member `id` with layout status `want` (`normal`, `left`, ...).
+async fn wait_for_member_status(cluster: &TestCluster, i: usize, id: &str, want: &str) {
+    let url = cluster.node(i).url("/v1/cluster");
+    let (url, id_ref) = (&url, id);
+    wait_until_within(
+        &format!("n{i} to show {id} as {want}"),
+        MOVE_DEADLINE,
+        || async move {
+            let members = get_json(url).await;
+            members["members"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|m| m["id"] == id_ref && m["status"] == want)
+            })
+        },
+    )
+    .await;
+}
+
 /// Waits until every node in `asked` holds a settled ring at `epoch` or later whose members are
 /// exactly `members`.
 async fn wait_for_settled_ring(cluster: &TestCluster, asked: &[usize], members: &[&str]) {
@@ -505,6 +523,8 @@ async fn adding_then_decommissioning_a_node_under_load_loses_nothing() {
     run_at_least(&workload, 200).await;
     plan_and_commit(&cluster, 3, &["remove", "n2"]).await;
     wait_for_settled_ring(&cluster, &[1, 2, 3, 4], &["n1", "n3", "n4"]).await;
+    wait_for_member_status(&cluster, 1, "n2", "left").await;
+    wait_for_member_status(&cluster, 2, "n2", "left").await;
     run_at_least(&workload, 200).await;
     let (failures, acked, operations) = workload.stop().await;
     assert!(
@@ -570,6 +590,7 @@ async fn removing_a_dead_node_copies_its_partitions_again_from_the_survivors() {
     assert!(err.contains("--dead") || err.contains("dead"), "{err}");
     plan_and_commit(&cluster, 1, &["remove", "n3", "--dead"]).await;
     wait_for_settled_ring(&cluster, &[1, 2, 4], &["n1", "n2", "n4"]).await;
+    wait_for_member_status(&cluster, 1, "n3", "left").await;
     let counts = check_every_replica_holds_every_key(&cluster, 1, KEYS + HINTED).await;
     for node in ["n1", "n2", "n4"] {
         assert_eq!(counts.get(node), Some(&(KEYS + HINTED)), "{counts:?}");

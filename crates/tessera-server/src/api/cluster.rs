@@ -36,11 +36,12 @@ pub async fn members(State(node): State<Arc<Node>>) -> Json<Value> {
     let ring = layout.as_ref().map(Layout::ring);
     let in_ring = |id: &String| ring.is_some_and(|r| r.contains(id));
     let snapshot = cluster.gossip.snapshot();
-    // Ring nodes first, then anyone else membership knows (joined but not yet in the ring).
+    // Ring nodes first, then this node if no ring holds it (joining, or gone), then anyone else
+    // membership knows.
     let mut ids: Vec<String> = ring
         .map(|r| r.nodes().cloned().collect())
         .unwrap_or_default();
-    if ring.is_none() {
+    if !in_ring(&node.id().to_owned()) {
         ids.push(node.id().to_owned());
     }
     let mut others: Vec<String> = snapshot
