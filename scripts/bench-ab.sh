@@ -52,7 +52,8 @@ one_run() {
     rm -rf "$WORK/data"
     for i in 1 2 3; do
         local seed=()
-        [ "$i" = 1 ] || seed=(--seed 127.0.0.11:7000)
+        # shellcheck disable=SC2207
+        [ "$i" = 1 ] || seed=(--seed 127.0.0.11:7000 $(join_flags "$bin"))
         local serve=(env RUST_LOG=warn "$bin" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000"
             --data-dir "$WORK/data/n$i" "${seed[@]}" "${SERVE_FLAGS[@]}")
         record "${serve[@]}"

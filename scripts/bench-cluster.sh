@@ -114,7 +114,8 @@ start_tessera() {
     for i in 1 2 3; do
         # As make run: n1 starts the cluster, n2 and n3 join it through n1.
         local seed=()
-        [ "$i" = 1 ] || seed=(--seed "$TESSERA_SEED")
+        # shellcheck disable=SC2207
+        [ "$i" = 1 ] || seed=(--seed "$TESSERA_SEED" $(join_flags "$TESSERA"))
         local serve=(env RUST_LOG=warn "$TESSERA" serve --node-id "n$i" --listen "127.0.0.$((10 + i)):7000"
             --data-dir "$dir/n$i" --cluster-secret "$SECRET" "${seed[@]}" "$@")
         record "${serve[@]}"

@@ -130,7 +130,8 @@ start_node() {
     ip=$(ip_of "$i")
     local serve=(env RUST_LOG="$NODE_LOG" "$TESSERA" serve --node-id "n$i" --listen "$ip:7000"
         --data-dir "$WORK/n$i" --cluster-secret "$SECRET")
-    [ "$i" = 1 ] || serve+=(--seed "$SEED_ADDR")
+    # shellcheck disable=SC2207
+    [ "$i" = 1 ] || serve+=(--seed "$SEED_ADDR" $(join_flags "$TESSERA"))
     [ -n "${STARTED[$i]:-}" ] || { record "${serve[@]}"; STARTED[$i]=1; }
     "${serve[@]}" >"$OUT/n$i.out" 2>>"$OUT/n$i.log" &
     NODE_PID[$i]=$!

@@ -62,20 +62,32 @@ check_free() {
     done
 }
 
-# wait_for_ring COUNT HOST:PORT...: waits up to 30 s until every node listed holds a ring of COUNT
-# nodes (before that, writes could find too few replicas). Fails, naming the node, if one does not.
+# wait_for_ring COUNT HOST:PORT...: waits up to 60 s until every node listed holds a ring of COUNT
+# nodes with no move under way (before that, writes could find too few replicas). Fails, naming
+# the node, if one does not.
 wait_for_ring() {
     local count=$1 addr ring
     shift
     for addr in "$@"; do
         ring=0
-        for _ in $(seq 1 300); do
-            ring=$(curl -s --max-time 1 "http://$addr/v1/cluster/ring" | jq '.nodes | length' 2>/dev/null || echo 0)
+        for _ in $(seq 1 600); do
+            # Releases before committed layouts have no `moving`: their ring never moves.
+            ring=$(curl -s --max-time 1 "http://$addr/v1/cluster/ring" \
+                | jq 'if (.moving // false) then -1 else (.nodes | length) end' 2>/dev/null || echo 0)
             [ "${ring:-0}" = "$count" ] && break
             sleep 0.1
         done
-        [ "${ring:-0}" = "$count" ] || die "the node on $addr did not learn the $count-node ring within 30 s (it holds ${ring:-0})"
+        [ "${ring:-0}" = "$count" ] || die "the node on $addr did not learn the $count-node ring within 60 s (it holds ${ring:-0}; -1 is a move under way)"
     done
+}
+
+# join_flags BINARY: the flags a node started with --seed needs to add itself to the ring. Since
+# committed layouts, a seeded node owns nothing until it is added (`--auto-join` adds it); older
+# binaries joined the ring by themselves and do not know the flag.
+join_flags() {
+    if "$1" serve --help 2>/dev/null | grep -q -- '--auto-join'; then
+        echo --auto-join
+    fi
 }
 
 # CPU time (user + system, in clock ticks) the given processes have used so far.
