@@ -339,14 +339,24 @@ impl Engine for RocksEngine {
 
     fn stats(&self, cf: ColumnFamily) -> Result<CfStats, StorageError> {
         use rocksdb::properties::{
-            CUR_SIZE_ALL_MEM_TABLES, ESTIMATE_LIVE_DATA_SIZE, ESTIMATE_NUM_KEYS,
+            ESTIMATE_LIVE_DATA_SIZE, ESTIMATE_NUM_KEYS, NUM_ENTRIES_ACTIVE_MEM_TABLE,
+            NUM_ENTRIES_IMM_MEM_TABLES,
         };
         let handle = self.handle(cf)?;
-        // SST estimates miss what is still in memtables, so add those.
-        let live_bytes = self.property(handle, ESTIMATE_LIVE_DATA_SIZE)?
-            + self.property(handle, CUR_SIZE_ALL_MEM_TABLES)?;
+        // SST estimates miss what is still in memtables, so add those. Not by the memtables'
+        // size: that is their arena, megabytes for a few cells, which made a small node look
+        // hundreds of times bigger than it is (and plans of ring changes with it). Their entry
+        // count times the mean entry of a bounded sample instead.
+        let entries = self.property(handle, NUM_ENTRIES_ACTIVE_MEM_TABLE)?
+            + self.property(handle, NUM_ENTRIES_IMM_MEM_TABLES)?;
+        let in_memory = if entries == 0 {
+            0
+        } else {
+            let sample = memtable_walk(&self.db, handle, &[], None, MEMTABLE_SAMPLE)?;
+            (sample.bytes / sample.keys.max(1)).saturating_mul(entries)
+        };
         Ok(CfStats {
-            live_bytes,
+            live_bytes: self.property(handle, ESTIMATE_LIVE_DATA_SIZE)? + in_memory,
             keys: self.property(handle, ESTIMATE_NUM_KEYS)?,
         })
     }
@@ -367,7 +377,7 @@ impl Engine for RocksEngine {
             return Ok(RangeEstimate::default());
         }
         let handle = self.handle(cf)?;
-        let in_memory = memtable_walk(&self.db, handle, start, end)?;
+        let in_memory = memtable_walk(&self.db, handle, start, Some(end), MEMTABLE_WALK_CAP)?;
         let on_disk = self
             .db
             .get_approximate_sizes_cf(handle, &[rocksdb::Range::new(start, end)])
@@ -404,23 +414,30 @@ impl Engine for RocksEngine {
 /// memtable is tens of MiB, so this is reached only by one range holding most of it).
 const MEMTABLE_WALK_CAP: u64 = 1 << 20;
 
-/// Keys and bytes of `[start, end)` in the memtables of `handle`, read without touching a file.
+/// Memtable entries [`Engine::stats`] reads to learn their mean size.
+const MEMTABLE_SAMPLE: u64 = 4096;
+
+/// Keys and bytes of `[start, end)` in the memtables of `handle` (the first `cap` keys of it),
+/// read without touching a file.
 fn memtable_walk(
     db: &DB,
     handle: &rocksdb::ColumnFamily,
     start: &[u8],
-    end: &[u8],
+    end: Option<&[u8]>,
+    cap: u64,
 ) -> Result<RangeEstimate, StorageError> {
     let mut options = ReadOptions::default();
     options.set_read_tier(ReadTier::Memtable);
-    options.set_iterate_upper_bound(end);
+    if let Some(end) = end {
+        options.set_iterate_upper_bound(end);
+    }
     let mut raw = db.raw_iterator_cf_opt(handle, options);
     raw.seek(start);
     let mut found = RangeEstimate::default();
     while let Some((key, value)) = raw.item() {
         found.keys += 1;
         found.bytes += (key.len() + value.len()) as u64;
-        if found.keys >= MEMTABLE_WALK_CAP {
+        if found.keys >= cap {
             return Ok(found);
         }
         raw.next();
