@@ -53,8 +53,9 @@ const TABLES: [TableReplicas; 1] = [TableReplicas {
 }];
 /// Partitions of the ring (few, so that moves are quick and every node has several).
 const PARTITIONS: u64 = 32;
-/// Keys the clients write and read (few, so that reads meet earlier writes often).
-const KEYS: usize = 40;
+/// Keys the clients write and read: enough that read repair does not mend every replica a
+/// write missed before a move has to carry it.
+const KEYS: usize = 200;
 const COLUMN: &[u8] = b"c";
 /// Every node name a run may use; membership knows them all from the start.
 const MAX_NODES: usize = 8;
@@ -183,6 +184,7 @@ impl SimNode {
         index: usize,
         layout: Option<Layout>,
         seed: u64,
+        hint_window: Duration,
     ) -> Arc<Self> {
         let id = name(index);
         let engine = Arc::new(MemoryEngine::new());
@@ -214,21 +216,32 @@ impl SimNode {
         replica.set_coordinator(&coordinator);
         let node_layout = Arc::new(NodeLayout::new(&id, layout));
         replica.set_layout_service(&node_layout);
-        let delivery = Arc::new(HintDelivery::new(
-            id.clone(),
-            hints.clone(),
-            net.transport(id.clone()),
-            membership.clone(),
-            HandoffConfig {
-                tick: Duration::from_millis(500),
-                call_timeout: TIMEOUT,
-                backoff_base: Duration::from_millis(200),
-                backoff_cap: Duration::from_secs(2),
-                storage: StorageRunner::Inline,
-                rng_seed: Some(seed ^ (index as u64 + 1)),
-                ..HandoffConfig::default()
-            },
-        ));
+        // Hint expiry on virtual time: hints are stamped with the wall clock, which hardly moves
+        // in a simulation, so the clock is the wall clock at the start plus virtual time.
+        let (wall, start) = (tessera_cluster::system_now_ms(), Instant::now());
+        let clock: tessera_cluster::Clock =
+            Arc::new(move || wall + u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let delivery = Arc::new(
+            HintDelivery::new(
+                id.clone(),
+                hints.clone(),
+                net.transport(id.clone()),
+                membership.clone(),
+                HandoffConfig {
+                    // Slow enough that a write missing from a replica often stays missing through
+                    // a move (what transfers must then carry), fast enough to settle.
+                    tick: Duration::from_secs(3),
+                    call_timeout: TIMEOUT,
+                    backoff_base: Duration::from_secs(1),
+                    backoff_cap: Duration::from_secs(8),
+                    storage: StorageRunner::Inline,
+                    rng_seed: Some(seed ^ (index as u64 + 1)),
+                    hint_window,
+                    ..HandoffConfig::default()
+                },
+            )
+            .with_clock(clock),
+        );
         delivery.set_routes(Arc::new(Routes(node_layout.topology.clone())));
         let transfers = Transfers::open(
             id.clone(),
@@ -340,6 +353,10 @@ struct World {
     nodes: Mutex<BTreeMap<NodeId, Arc<SimNode>>>,
     /// The latest committed layout (the operator's compare-and-set is against it).
     committed: Mutex<Layout>,
+    /// When nodes crashed for good.
+    crashes: Mutex<Vec<Duration>>,
+    /// Every committed layout, for failure reports.
+    layouts: Mutex<Vec<Layout>>,
     rng: Mutex<StdRng>,
     history: Mutex<Vec<Op>>,
     /// What happened, for a failure's report.
@@ -349,6 +366,9 @@ struct World {
     stop_clients: std::sync::atomic::AtomicBool,
     stop_faults: std::sync::atomic::AtomicBool,
     scheme: PartitionScheme,
+    /// How long hints live: some runs let them expire within seconds, so replicas a write
+    /// missed stay behind and moves must carry what the others hold.
+    hint_window: Duration,
 }
 
 impl World {
@@ -381,6 +401,67 @@ impl World {
         let bytes = format!("key-{key}").into_bytes();
         let token = token_of(&bytes);
         RowKey::new(TABLE, self.scheme.partition_of(token), token, bytes)
+    }
+
+    /// Every node's view of the move and what it still has to do, for failure reports.
+    fn states(&self) -> String {
+        let nodes: Vec<Arc<SimNode>> = lock(&self.nodes).values().cloned().collect();
+        let lines: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                let state = n.layout.topology.state();
+                let pending: Vec<String> = n
+                    .transfers
+                    .report()
+                    .transfers
+                    .into_iter()
+                    .filter(|t| t.state.is_pending())
+                    .map(|t| {
+                        format!(
+                            "p{} from {:?} {:?} chunks {} retry {:?} {:?}",
+                            t.partition,
+                            t.sources
+                                .iter()
+                                .map(|s| (&s.node, s.finished, s.keys, s.consecutive_failures))
+                                .collect::<Vec<_>>(),
+                            t.state,
+                            t.chunks,
+                            t.retry_in_ms,
+                            t.last_error
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{}{}: epoch {} complete {} own {:?} cleaned {} hints {} known {:?} pending transfers {pending:?}",
+                    n.id,
+                    if n.is_dead() { " (dead)" } else { "" },
+                    n.layout.epoch(),
+                    state.complete(),
+                    lock(&n.layout.own),
+                    lock(&n.driver).cleaned(),
+                    n.hints_pending(),
+                    (0..MAX_NODES)
+                        .filter_map(|i| state.progress.of(&name(i)).map(|p| format!("{}:{}/{}/{}", name(i), p.acked, p.synced_epoch, p.reading)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        lines.join("\n")
+    }
+
+    /// Ends every fault: links whole and perfect (dead nodes stay cut off), every live node up.
+    fn heal(&self) {
+        self.net.heal_all();
+        self.net.clear_links();
+        self.net.set_default_link(LinkConfig::PERFECT);
+        self.net.set_cut_mode(CutMode::Refuse);
+        for node in lock(&self.nodes).values() {
+            if node.is_dead() {
+                self.net.isolate(&node.id);
+            } else {
+                self.membership.mark_up(&node.id);
+            }
+        }
     }
 
     fn stopped(&self, flag: &std::sync::atomic::AtomicBool) -> bool {
@@ -537,9 +618,25 @@ async fn client(world: Arc<World>, id: usize) {
 /// how lossy and slow links are and what cut links do. Nodes cut off are marked down a moment
 /// later (the failure detector) and up when healed.
 async fn faults(world: Arc<World>) {
+    // Storms of faults, with calm spells between them in which moves catch up.
+    let mut calm_at =
+        Instant::now() + world.rand(|r| Duration::from_millis(r.random_range(5000..15_000)));
     while !world.stopped(&world.stop_faults) {
         let pause = world.rand(|r| r.random_range(300..1500));
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        if Instant::now() >= calm_at {
+            let (calm, storm) = world.rand(|r| {
+                (
+                    Duration::from_millis(r.random_range(2000..8000)),
+                    Duration::from_millis(r.random_range(5000..15_000)),
+                )
+            });
+            world.heal();
+            world.log(format!("calm for {calm:?}"));
+            tokio::time::sleep(calm).await;
+            calm_at = Instant::now() + storm;
+            continue;
+        }
         let live: Vec<NodeId> = world.live_nodes().iter().map(|n| n.id.clone()).collect();
         if live.len() < 2 {
             continue;
@@ -551,7 +648,7 @@ async fn faults(world: Arc<World>) {
                 b = live[(live.iter().position(|x| *x == a).unwrap() + 1) % live.len()].clone();
             }
             (
-                r.random_range(0..4u8),
+                r.random_range(0..5u8),
                 a,
                 b,
                 Duration::from_millis(r.random_range(500..4000)),
@@ -588,13 +685,29 @@ async fn faults(world: Arc<World>) {
             }
             2 => {
                 let (loss, max_delay) =
-                    world.rand(|r| (r.random_range(0.0..0.05), r.random_range(0..30u64)));
+                    world.rand(|r| (r.random_range(0.0..0.15), r.random_range(0..30u64)));
                 world.log(format!("links: loss {loss:.3}, delay up to {max_delay} ms"));
                 world.net.set_default_link(LinkConfig::new(
                     loss,
                     Duration::ZERO,
                     Duration::from_millis(max_delay),
                 ));
+            }
+            3 => {
+                // A lossy link: a replica behind it misses writes without being down.
+                let loss = world.rand(|r| r.random_range(0.3..0.9));
+                world.log(format!("link {a} - {b} loses {loss:.2} for {lasts:?}"));
+                world.net.set_link(
+                    &a,
+                    &b,
+                    LinkConfig::new(loss, Duration::ZERO, Duration::from_millis(5)),
+                );
+                let w = world.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(lasts).await;
+                    // Back to the default link (this ends any other lossy link too).
+                    w.net.clear_links();
+                });
             }
             _ => {
                 let silent = world.rand(|r| r.random_bool(0.5));
@@ -669,6 +782,7 @@ async fn commit(world: &Arc<World>, change: Change) -> Result<Layout, String> {
             return Err(format!("stale: {} vs {}", held.epoch(), committed.epoch()));
         }
         *committed = next.clone();
+        lock(&world.layouts).push(next.clone());
     }
     operator.layout.adopt(next.clone());
     world.log(format!(
@@ -706,6 +820,7 @@ async fn crash(world: &Arc<World>, id: &str) {
     world.net.unregister(id);
     world.membership.mark_down(id);
     node.runner.shutdown(Duration::from_secs(1)).await;
+    lock(&world.crashes).push(world.now());
     world.log(format!("{id} crashes"));
 }
 
@@ -717,6 +832,7 @@ fn boot(world: &Arc<World>, index: usize) -> Arc<SimNode> {
         index,
         None,
         world.seed.wrapping_add(index as u64),
+        world.hint_window,
     );
     spawn_loops(world, &node);
     lock(&world.nodes).insert(node.id.clone(), node.clone());
@@ -842,6 +958,11 @@ fn run(seed: u64) -> Result<Run, String> {
         let start_nodes = rng.random_range(3..=5usize);
         let changes = rng.random_range(2..=4usize);
         let clients = rng.random_range(3..=5usize);
+        let hint_window = if rng.random_bool(0.5) {
+            Duration::from_millis(rng.random_range(2000..20_000))
+        } else {
+            Duration::from_secs(3600)
+        };
         let scheme = PartitionScheme::new(PARTITIONS).expect("a power of two");
         let names: Vec<NodeId> = (0..start_nodes).map(name).collect();
         let first = Layout::first(Ring::new(scheme, names, N).expect("a ring"));
@@ -853,6 +974,8 @@ fn run(seed: u64) -> Result<Run, String> {
             membership: Arc::new(StaticMembership::new((0..MAX_NODES).map(name))),
             nodes: Mutex::new(BTreeMap::new()),
             committed: Mutex::new(first.clone()),
+            layouts: Mutex::new(vec![first.clone()]),
+            crashes: Mutex::new(Vec::new()),
             rng: Mutex::new(rng),
             history: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
@@ -860,6 +983,7 @@ fn run(seed: u64) -> Result<Run, String> {
             stop_clients: Default::default(),
             stop_faults: Default::default(),
             scheme,
+            hint_window,
         });
         for i in 0..start_nodes {
             let node = SimNode::start(
@@ -868,17 +992,28 @@ fn run(seed: u64) -> Result<Run, String> {
                 i,
                 Some(first.clone()),
                 seed.wrapping_add(i as u64),
+                world.hint_window,
             );
             spawn_loops(&world, &node);
             lock(&world.nodes).insert(node.id.clone(), node);
         }
         world.log(format!(
-            "{start_nodes} nodes, {changes} changes, {clients} clients"
+            "{start_nodes} nodes, {changes} changes, {clients} clients, hints live {hint_window:?}"
         ));
         let client_tasks: Vec<_> = (0..clients)
             .map(|i| tokio::spawn(client(world.clone(), i)))
             .collect();
         let fault_task = tokio::spawn(faults(world.clone()));
+        if std::env::var_os("TESSERA_SIM_VERBOSE").is_some() {
+            let w = world.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let states = w.states();
+                    w.log(states);
+                }
+            });
+        }
         let script = operator(world.clone(), changes).await;
         // Heal: no more faults, every link whole (dead nodes stay cut off), everyone up.
         world
@@ -886,15 +1021,7 @@ fn run(seed: u64) -> Result<Run, String> {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         fault_task.await.expect("the fault task");
         tokio::time::sleep(Duration::from_secs(5)).await;
-        world.net.heal_all();
-        world.net.set_default_link(LinkConfig::PERFECT);
-        for node in lock(&world.nodes).values() {
-            if node.is_dead() {
-                world.net.isolate(&node.id);
-            } else {
-                world.membership.mark_up(&node.id);
-            }
-        }
+        world.heal();
         world.log("healed".to_owned());
         world
             .stop_clients
@@ -904,7 +1031,10 @@ fn run(seed: u64) -> Result<Run, String> {
         }
         let report = |why: String| {
             let events = lock(&world.events).join("\n");
-            format!("seed {seed}: {why}\nevents:\n{events}")
+            format!(
+                "seed {seed}: {why}\nevents:\n{events}\nnodes:\n{}",
+                world.states()
+            )
         };
         script.map_err(&report)?;
         // The last move completes everywhere, leftovers are dropped, hints are delivered.
@@ -921,25 +1051,10 @@ fn run(seed: u64) -> Result<Run, String> {
         })
         .await;
         if !settled {
-            let states: Vec<String> = world
-                .live_nodes()
-                .iter()
-                .map(|n| {
-                    format!(
-                        "{}: epoch {} complete {} cleaned {} hints {} transfers {:?}",
-                        n.id,
-                        n.layout.epoch(),
-                        n.layout.topology.state().complete(),
-                        lock(&n.driver).cleaned(),
-                        n.hints_pending(),
-                        n.transfers.report().transfers
-                    )
-                })
-                .collect();
             return Err(report(format!(
                 "the cluster did not settle on epoch {}:\n{}",
                 latest.epoch(),
-                states.join("\n")
+                world.states()
             )));
         }
         let history = lock(&world.history).clone();
@@ -1012,8 +1127,34 @@ fn check_reads(history: &[Op]) -> Result<(), String> {
     Ok(())
 }
 
+/// Which nodes hold `cell` (or a descendant), and the row's replicas at every epoch.
+fn whereabouts(world: &World, row: &RowKey, cell: &Cell) -> String {
+    let holders: Vec<String> = lock(&world.nodes)
+        .values()
+        .filter(|n| {
+            n.store
+                .read_cell(row, COLUMN)
+                .expect("memory store")
+                .is_some_and(|held| held.descends(cell))
+        })
+        .map(|n| format!("{}{}", n.id, if n.is_dead() { " (dead)" } else { "" }))
+        .collect();
+    let epochs: Vec<String> = lock(&world.layouts)
+        .iter()
+        .map(|l| {
+            format!(
+                "epoch {}: {:?}",
+                l.epoch(),
+                l.ring().preference_list(row.partition, N as usize)
+            )
+        })
+        .collect();
+    format!("held by {holders:?}; replicas {}", epochs.join(", "))
+}
+
 /// Property 1, once healed and settled: every acknowledged write is held by W of the final
-/// replicas (one, for a write that counted hints), then readable at R through every live member.
+/// replicas, then readable at R through every live member. A write that counted hints is
+/// only required on one final replica (see below): sloppy quorum promises no more.
 async fn check_final(world: &Arc<World>, history: &[Op], latest: &Layout) -> Result<(), String> {
     for op in history {
         let OpKind::Write {
@@ -1037,11 +1178,20 @@ async fn check_final(world: &Arc<World>, history: &[Op], latest: &Layout) -> Res
                 })
             })
             .collect();
-        let needed = if *hinted > 0 { 1 } else { W as usize };
+        // A write acknowledged with hints is on fewer than W replicas until its hints are
+        // delivered, and hints may expire: it must survive on one replica at least, unless a
+        // node crashed for good since (its one copy may have been there).
+        let needed = if *hinted == 0 {
+            W as usize
+        } else if lock(&world.crashes).iter().all(|at| *at < op.start) {
+            1
+        } else {
+            0
+        };
         if holders.len() < needed {
             return Err(format!(
-                "the write of {value} to key-{} through {} (epoch {}, {hinted} hinted) acknowledged at {:?} is held by {holders:?} of the final replicas {replicas:?} (partition {}), {needed} needed",
-                op.key, op.coordinator, op.epoch, op.end, row.partition
+                "the write of {value} to key-{} through {} (epoch {}, {hinted} hinted) acknowledged at {:?} is held by {holders:?} of the final replicas {replicas:?} (partition {}), {needed} needed\n{}",
+                op.key, op.coordinator, op.epoch, op.end, row.partition, whereabouts(world, &row, cell)
             ));
         }
     }
@@ -1052,7 +1202,8 @@ async fn check_final(world: &Arc<World>, history: &[Op], latest: &Layout) -> Res
         .collect();
     let mut last: BTreeMap<usize, Vec<&Op>> = BTreeMap::new();
     for op in history {
-        if matches!(op.kind, OpKind::Write { .. }) {
+        // A quorum read finds a write that W replicas acknowledged (hints do not count).
+        if matches!(op.kind, OpKind::Write { hinted: 0, .. }) {
             last.entry(op.key).or_default().push(op);
         }
     }
@@ -1071,10 +1222,14 @@ async fn check_final(world: &Arc<World>, history: &[Op], latest: &Layout) -> Res
                 };
                 if !outcome.value.as_ref().is_some_and(|c| c.descends(cell)) {
                     return Err(format!(
-                        "after healing, a read of key-{key} through {} returned {:?}, missing the write of {value} acknowledged at {:?}",
+                        "after healing, a read of key-{key} through {} returned {:?}, missing the write of {value} through {} (epoch {}, {:?}) acknowledged at {:?}\n{}",
                         node.id,
                         values(outcome.value.as_ref()),
-                        write.end
+                        write.coordinator,
+                        write.epoch,
+                        write.kind,
+                        write.end,
+                        whereabouts(world, &world.row(key), cell)
                     ));
                 }
             }
