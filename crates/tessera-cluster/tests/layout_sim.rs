@@ -39,7 +39,7 @@ use tessera_cluster::{
 use tessera_layout::{Change, Layout, LayoutMessage, NodeProgress};
 use tessera_ring::{token_of, PartitionScheme, Ring};
 use tessera_storage::{Cell, CellStore, HintStore, MemoryEngine, RowKey, StoreOptions};
-use tessera_worker::Runner;
+use tessera_worker::{Runner, WorkerOptions};
 use tokio::time::Instant;
 
 /// Replicas per key, and the quorums: R + W > N.
@@ -53,9 +53,12 @@ const TABLES: [TableReplicas; 1] = [TableReplicas {
 }];
 /// Partitions of the ring (few, so that moves are quick and every node has several).
 const PARTITIONS: u64 = 32;
-/// Keys the clients write and read: enough that read repair does not mend every replica a
-/// write missed before a move has to carry it.
-const KEYS: usize = 200;
+/// Keys the clients write and read.
+const KEYS: usize = 100;
+/// Keys the clients only write (after `KEYS`): no read repair mends a replica one of them
+/// missed, so many sit on exactly W replicas when a move starts, and only the transfers can
+/// keep them on W replicas of the new ring (checked at the end).
+const WRITE_ONLY_KEYS: usize = 300;
 const COLUMN: &[u8] = b"c";
 /// Every node name a run may use; membership knows them all from the start.
 const MAX_NODES: usize = 8;
@@ -184,8 +187,9 @@ impl SimNode {
         index: usize,
         layout: Option<Layout>,
         seed: u64,
-        hint_window: Duration,
+        settings: &Settings,
     ) -> Arc<Self> {
+        let hint_window = settings.hint_window;
         let id = name(index);
         let engine = Arc::new(MemoryEngine::new());
         let store = Arc::new(CellStore::new(
@@ -236,7 +240,7 @@ impl SimNode {
                     backoff_cap: Duration::from_secs(8),
                     storage: StorageRunner::Inline,
                     rng_seed: Some(seed ^ (index as u64 + 1)),
-                    hint_window,
+                    hint_window: hint_window.unwrap_or(Duration::from_secs(3600)),
                     ..HandoffConfig::default()
                 },
             )
@@ -261,11 +265,19 @@ impl SimNode {
         .expect("a memory store opens");
         let runner = Runner::new();
         runner
-            .spawn(transfers.worker().expect("the first worker"))
+            .spawn_with(
+                transfers.worker().expect("the first worker"),
+                WorkerOptions {
+                    max_rate: settings.transfer_rate,
+                    ..WorkerOptions::default()
+                },
+            )
             .expect("a new runner");
-        runner
-            .spawn(HintDeliveryWorker(delivery.clone()))
-            .expect("a new runner");
+        if hint_window.is_some() {
+            runner
+                .spawn(HintDeliveryWorker(delivery.clone()))
+                .expect("a new runner");
+        }
         net.register(id.clone(), replica.clone());
         Arc::new(Self {
             driver: Mutex::new(MoveDriver::new(id.clone(), 0)),
@@ -344,6 +356,18 @@ enum OpKind {
     Read { cell: Option<Cell> },
 }
 
+/// What differs between runs besides the faults.
+#[derive(Clone, Debug)]
+struct Settings {
+    /// How long hints live; `None`: hints are never delivered. Some runs let hints expire within
+    /// seconds or keep them, so that replicas a write missed stay behind and moves must carry
+    /// what the others hold: nothing but W real acknowledgements may be counted on.
+    hint_window: Option<Duration>,
+    /// The transfers' byte throttle (`rebalance.max_mb_per_s`): slow moves leave reads and
+    /// writes longer in each step.
+    transfer_rate: Option<u64>,
+}
+
 /// Everything a run shares between its tasks.
 struct World {
     seed: u64,
@@ -366,9 +390,7 @@ struct World {
     stop_clients: std::sync::atomic::AtomicBool,
     stop_faults: std::sync::atomic::AtomicBool,
     scheme: PartitionScheme,
-    /// How long hints live: some runs let them expire within seconds, so replicas a write
-    /// missed stay behind and moves must carry what the others hold.
-    hint_window: Duration,
+    settings: Settings,
 }
 
 impl World {
@@ -542,11 +564,12 @@ async fn client(world: Arc<World>, id: usize) {
             continue;
         }
         let (via, key, write) = world.rand(|r| {
-            (
-                serving[r.random_range(0..serving.len())].clone(),
-                r.random_range(0..KEYS),
-                r.random_bool(0.5),
-            )
+            let via = serving[r.random_range(0..serving.len())].clone();
+            if r.random_bool(0.25) {
+                (via, KEYS + r.random_range(0..WRITE_ONLY_KEYS), true)
+            } else {
+                (via, r.random_range(0..KEYS), r.random_bool(0.5))
+            }
         });
         let Some(node) = world.node(&via) else {
             continue;
@@ -832,7 +855,7 @@ fn boot(world: &Arc<World>, index: usize) -> Arc<SimNode> {
         index,
         None,
         world.seed.wrapping_add(index as u64),
-        world.hint_window,
+        &world.settings,
     );
     spawn_loops(world, &node);
     lock(&world.nodes).insert(node.id.clone(), node.clone());
@@ -958,10 +981,13 @@ fn run(seed: u64) -> Result<Run, String> {
         let start_nodes = rng.random_range(3..=5usize);
         let changes = rng.random_range(2..=4usize);
         let clients = rng.random_range(3..=5usize);
-        let hint_window = if rng.random_bool(0.5) {
-            Duration::from_millis(rng.random_range(2000..20_000))
-        } else {
-            Duration::from_secs(3600)
+        let settings = Settings {
+            hint_window: match rng.random_range(0..3) {
+                0 => Some(Duration::from_millis(rng.random_range(1000..10_000))),
+                1 => Some(Duration::from_secs(3600)),
+                _ => None,
+            },
+            transfer_rate: rng.random_bool(0.5).then(|| rng.random_range(2048..32_768)),
         };
         let scheme = PartitionScheme::new(PARTITIONS).expect("a power of two");
         let names: Vec<NodeId> = (0..start_nodes).map(name).collect();
@@ -983,7 +1009,7 @@ fn run(seed: u64) -> Result<Run, String> {
             stop_clients: Default::default(),
             stop_faults: Default::default(),
             scheme,
-            hint_window,
+            settings: settings.clone(),
         });
         for i in 0..start_nodes {
             let node = SimNode::start(
@@ -992,13 +1018,13 @@ fn run(seed: u64) -> Result<Run, String> {
                 i,
                 Some(first.clone()),
                 seed.wrapping_add(i as u64),
-                world.hint_window,
+                &world.settings,
             );
             spawn_loops(&world, &node);
             lock(&world.nodes).insert(node.id.clone(), node);
         }
         world.log(format!(
-            "{start_nodes} nodes, {changes} changes, {clients} clients, hints live {hint_window:?}"
+            "{start_nodes} nodes, {changes} changes, {clients} clients, {settings:?}"
         ));
         let client_tasks: Vec<_> = (0..clients)
             .map(|i| tokio::spawn(client(world.clone(), i)))
@@ -1045,7 +1071,7 @@ fn run(seed: u64) -> Result<Run, String> {
                 state.layout.as_ref().map(Layout::epoch) == Some(latest.epoch())
                     && state.complete()
                     && lock(&n.driver).cleaned() >= latest.epoch()
-                    && n.hints_pending() == 0
+                    && (world.settings.hint_window.is_none() || n.hints_pending() == 0)
                     && n.coordinator.stats().snapshot().background_in_flight == 0
             })
         })
