@@ -946,10 +946,12 @@ async fn operator(world: Arc<World>, changes: usize) -> Result<(), String> {
             }
         };
         let next = commit(&world, change.clone()).await?;
-        let mut serving = lock(&world.serving);
-        serving.retain(|id| next.ring().contains(id));
-        serving.extend(next.ring().nodes().cloned());
-        drop(serving);
+        {
+            // Clients go to the new ring's nodes; a node removed stops serving at once.
+            let mut serving = lock(&world.serving);
+            serving.retain(|id| next.ring().contains(id));
+            serving.extend(next.ring().nodes().cloned());
+        }
         // Wait for the move to complete somewhere before the next change is planned.
         let epoch = next.epoch();
         let done = until(Duration::from_secs(120), || {
