@@ -32,9 +32,9 @@ use tessera_cluster::handoff_redirect::HintRoutes;
 use tessera_cluster::rebalance::{MoveDriver, MoveStep, TableReplicas};
 use tessera_cluster::transfer::{TransferConfig, Transfers};
 use tessera_cluster::{
-    BoxFuture, ClientWrite, Coordinator, CoordinatorConfig, CutMode, HandoffConfig, HintDelivery,
-    HintDeliveryWorker, LayoutService, LinkConfig, NodeId, Replica, Request, Response, RowWriter,
-    SimNetwork, SimTransport, StaticMembership, StorageRunner, Topology, Transport, WriteRequest,
+    BoxFuture, ClientWrite, CoordinatorConfig, CutMode, HandoffConfig, HintDelivery,
+    HintDeliveryWorker, LayoutService, LinkConfig, NodeId, Replica, Request, Response, SimNetwork,
+    SimTransport, StaticMembership, StorageRunner, Topology, Transport, WriteRequest,
 };
 use tessera_layout::{Change, Layout, LayoutMessage, NodeProgress};
 use tessera_ring::{token_of, PartitionScheme, Ring};
@@ -73,8 +73,7 @@ const GRACE: Duration = Duration::from_secs(4);
 /// How often each node's move driver looks.
 const DRIVER_TICK: Duration = Duration::from_millis(100);
 
-type SimCoordinator = Coordinator<SimTransport, Arc<StaticMembership>, MemoryEngine>;
-type SimDelivery = HintDelivery<SimTransport, Arc<StaticMembership>, MemoryEngine>;
+use common::{SimCoordinator, SimDelivery};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -198,27 +197,19 @@ impl SimNode {
             StoreOptions::new(index as u64 + 1),
         ));
         let hints = Arc::new(HintStore::new(engine));
-        let writer = RowWriter::inline(store.clone());
-        let replica = Arc::new(Replica::new(
-            id.clone(),
-            writer.clone(),
-            hints.clone(),
-            StorageRunner::Inline,
-        ));
-        let coordinator = Arc::new(Coordinator::new(
-            id.clone(),
-            writer,
-            hints.clone(),
-            net.transport(id.clone()),
-            membership.clone(),
+        let (replica, coordinator) = common::serve(
+            net,
+            membership,
+            &id,
+            &store,
+            &hints,
             CoordinatorConfig {
                 timeout: TIMEOUT,
                 forward_timeout: TIMEOUT * 2,
                 storage: StorageRunner::Inline,
                 ..CoordinatorConfig::default()
             },
-        ));
-        replica.set_coordinator(&coordinator);
+        );
         let node_layout = Arc::new(NodeLayout::new(&id, layout));
         replica.set_layout_service(&node_layout);
         // Hint expiry on virtual time: hints are stamped with the wall clock, which hardly moves
@@ -279,7 +270,6 @@ impl SimNode {
                 .spawn(HintDeliveryWorker(delivery.clone()))
                 .expect("a new runner");
         }
-        net.register(id.clone(), replica.clone());
         Arc::new(Self {
             driver: Mutex::new(MoveDriver::new(id.clone(), 0)),
             id,
@@ -584,6 +574,17 @@ async fn client(world: Arc<World>, id: usize) {
             continue;
         }
         let start = world.now();
+        let epoch = placement.epoch;
+        let record = |kind| {
+            lock(&world.history).push(Op {
+                key,
+                start,
+                end: world.now(),
+                coordinator: via.clone(),
+                epoch,
+                kind,
+            })
+        };
         if write {
             sequence += 1;
             let value = format!("c{id}-{sequence}");
@@ -608,17 +609,10 @@ async fn client(world: Arc<World>, id: usize) {
                     .next()
                     .expect("one column written")
                     .1;
-                lock(&world.history).push(Op {
-                    key,
-                    start,
-                    end: world.now(),
-                    coordinator: via,
-                    epoch: placement.epoch,
-                    kind: OpKind::Write {
-                        value,
-                        cell,
-                        hinted: outcome.hinted,
-                    },
+                record(OpKind::Write {
+                    value,
+                    cell,
+                    hinted: outcome.hinted,
                 });
             }
         } else {
@@ -626,15 +620,8 @@ async fn client(world: Arc<World>, id: usize) {
                 .coordinator
                 .read_cell(row, COLUMN.to_vec(), R, placement.replicas);
             if let Ok(Ok(outcome)) = tokio::time::timeout(TIMEOUT * 4, read).await {
-                lock(&world.history).push(Op {
-                    key,
-                    start,
-                    end: world.now(),
-                    coordinator: via,
-                    epoch: placement.epoch,
-                    kind: OpKind::Read {
-                        cell: outcome.value,
-                    },
+                record(OpKind::Read {
+                    cell: outcome.value,
                 });
             }
         }
@@ -1283,7 +1270,7 @@ fn seeds() -> Vec<u64> {
     let fresh: usize = std::env::var("TESSERA_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(10);
     let mut seeds = REGRESSIONS.to_vec();
     let mut entropy = StdRng::from_os_rng();
     seeds.extend((0..fresh).map(|_| entropy.random::<u64>()));
