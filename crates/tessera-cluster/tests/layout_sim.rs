@@ -376,7 +376,7 @@ struct World {
     history: Mutex<Vec<Op>>,
     /// What happened, for a failure's report.
     events: Mutex<Vec<String>>,
-    /// Nodes clients send requests to (ring members that are not dead).
+    /// Nodes clients send requests to: every node that was in a ring and is not dead.
     serving: Mutex<BTreeSet<NodeId>>,
     stop_clients: std::sync::atomic::AtomicBool,
     stop_faults: std::sync::atomic::AtomicBool,
@@ -933,12 +933,9 @@ async fn operator(world: Arc<World>, changes: usize) -> Result<(), String> {
             }
         };
         let next = commit(&world, change.clone()).await?;
-        {
-            // Clients go to the new ring's nodes; a node removed stops serving at once.
-            let mut serving = lock(&world.serving);
-            serving.retain(|id| next.ring().contains(id));
-            serving.extend(next.ring().nodes().cloned());
-        }
+        // Clients go to the new ring's nodes too. A node removed alive keeps taking requests
+        // (a load balancer may still list it): it coordinates by the layouts it learns.
+        lock(&world.serving).extend(next.ring().nodes().cloned());
         // Wait for the move to complete somewhere before the next change is planned.
         let epoch = next.epoch();
         let done = until(Duration::from_secs(120), || {
