@@ -1,24 +1,36 @@
 //! Deterministic simulation of rebalancing under network faults (issue 11): ring changes
 //! interleaved with cut links, isolated nodes, message loss and delays keep
-//! - **no acknowledged write lost**: once faults heal and the last move completes, every
-//!   acknowledged write is held by the final replicas and readable at R (its value, or a value
-//!   whose version descends it);
-//! - **reads descend earlier writes**: with R + W > N, a read that began after a write was
+//! - **no acknowledged write lost**: once faults heal and the last move completes, every write
+//!   acknowledged by W replicas is held by W of the final replicas and readable at R through every
+//!   member (its value, or a value whose version descends it);
+//! - **reads descend earlier writes**: with R + W > N, a read that began after such a write was
 //!   acknowledged returns a cell whose version descends that write's (siblings allowed).
+//!
+//! A write acknowledged with hints (sloppy quorum) is promised less, and checked for less: one
+//! copy on the final replicas, unless a node crashed for good since it was written.
 //!
 //! What runs is the real thing wherever the product has it: coordinators, replicas, hint delivery
 //! (with redirects for nodes that left), the topology's placements, the transfer engine, and the
 //! move decisions of `tessera_cluster::rebalance` (the ones the server's `rebalance` worker
 //! performs). The harness stands in for what lives in the server: it commits layouts as an
-//! operator would (a compare-and-set on the epoch, without Paxos), spreads layouts and progress by
-//! a pull gossip over the simulated network (so that cuts, loss and delays make nodes learn
-//! epochs at different times), and keeps a shared membership view (nodes marked down a moment
-//! after they are cut off).
+//! operator would (a compare-and-set on the epoch, without Paxos) and announces them, spreads
+//! layouts and progress by a pull gossip over the simulated network (so that cuts, loss and
+//! delays make nodes learn epochs and progress at different times), and keeps a shared membership
+//! view (nodes marked down a moment after they are cut off).
+//!
+//! A run: 3 to 5 nodes, 2 to 4 changes (add, remove, remove --dead, replace, replace a dead node;
+//! at most 6 nodes in the ring, at least 3), each committed once the previous move is complete,
+//! while clients write and read through every node that is not dead (a node removed alive
+//! included), and faults come in storms with calm spells between them. Hot keys are read and
+//! written; cold keys are mostly written, so that read repair leaves replicas that missed a write
+//! behind and only the transfers can carry such writes to the new owners. Some runs keep hints,
+//! some let them expire within seconds, some never deliver them; some throttle transfers.
 //!
 //! Every seed replays: all randomness draws from it and time is virtual (a current-thread runtime
-//! with paused time). Each run draws fresh seeds besides the named regression seeds;
-//! `TESSERA_SIM_SEEDS=n` runs `n` fresh seeds, `TESSERA_SIM_SEED=s` replays one. A failure prints
-//! its seed.
+//! with paused time); only hint expiry can differ, as hints are stamped with the wall clock. Each
+//! run draws fresh seeds besides the named ones; `TESSERA_SIM_SEEDS=n` runs `n` fresh seeds,
+//! `TESSERA_SIM_SEED=s` replays one, `TESSERA_SIM_VERBOSE=1` logs every node's view every 10 s
+//! into the report of a failure. A failure prints its seed, what happened, and every node's view.
 
 mod common;
 
