@@ -23,7 +23,10 @@
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
 //!   replicas that were down (sloppy quorum) once they are back;
 //! - [`transfer`]: streaming partitions to a node that takes them over
-//!   (rebalancing), chunk by chunk, throttled and resumable.
+//!   (rebalancing), chunk by chunk, throttled and resumable;
+//! - [`rebalance`]: the decisions that move one node through a layout change
+//!   (ack, sync, read, cleanup), free of I/O and clocks, shared by the server's
+//!   `rebalance` worker and the simulation.
 //!
 //! Background jobs (group commit, hint delivery) are workers of
 //! [`tessera_worker`]; the short tasks that outlive a request (replication
@@ -41,6 +44,7 @@ pub mod membership;
 pub mod messages;
 pub mod ops;
 pub mod quorum;
+pub mod rebalance;
 pub mod replica;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
@@ -76,6 +80,7 @@ pub use messages::{
 };
 pub use ops::{ClientWrite, ReadOutcome, WriteOutcome, WriteRequest};
 pub use quorum::{QuorumFailure, QuorumState, ReadQuorum, ReadState, WriteQuorum};
+pub use rebalance::{MoveDriver, MoveStep, TableReplicas};
 pub use replica::{LayoutService, Replica};
 #[cfg(any(test, feature = "sim"))]
 pub use sim::{CutMode, LinkConfig, SimNetwork, SimStats, SimTransport};

@@ -65,6 +65,35 @@ impl TopologyState {
         self.layout.as_ref().map(Layout::ring)
     }
 
+    /// Whether `node` has left the cluster: neither the ring nor, while a move is under way, the
+    /// ring before lists it (hints for it then go to the rows' owners). False without a layout.
+    pub fn has_left(&self, node: &NodeId) -> bool {
+        let Some(layout) = &self.layout else {
+            return false;
+        };
+        let in_previous = !self.complete()
+            && layout
+                .previous()
+                .is_some_and(|previous| previous.contains(node));
+        !layout.ring().contains(node) && !in_previous
+    }
+
+    /// Every node that must hold `partition`'s writes now for replication `n`: the replicas, then
+    /// the other set's nodes during a move. `None` without a layout (nobody can be told).
+    pub fn owners(&self, partition: PartitionId, n: u32) -> Option<Vec<NodeId>> {
+        let placement = self.placement(partition, n);
+        if placement.epoch == 0 || placement.replicas.is_empty() {
+            return None;
+        }
+        let mut owners = placement.replicas;
+        for node in placement.also {
+            if !owners.contains(&node) {
+                owners.push(node);
+            }
+        }
+        Some(owners)
+    }
+
     /// See [`Topology::placement`].
     pub fn placement(&self, partition: PartitionId, n: u32) -> Placement {
         let Some(layout) = &self.layout else {

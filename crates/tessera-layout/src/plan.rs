@@ -85,7 +85,8 @@ pub struct PlanSummary {
 }
 
 /// The plan of `change` against `current`, which must not be moving any more (`complete`: its
-/// move, if any, has finished everywhere).
+/// move, if any, has finished everywhere, or may be treated so for this change: see
+/// [`crate::Progress::allows`]).
 pub fn plan(current: &Layout, complete: bool, change: Change) -> Result<Plan, LayoutError> {
     if current.is_move() && !complete {
         return Err(LayoutError::MoveInProgress {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tessera_ring::{NodeId, PartitionId};
 
 use crate::layout::Layout;
+use crate::plan::Change;
 
 /// A set of partitions, as a bitmap (Q is at most 2^16).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,6 +213,41 @@ impl Progress {
         !layout.is_move() || self.all(layout, |p| p.reading >= layout.epoch())
     }
 
+    /// Whether `change` may be planned on top of `layout` (see [`crate::plan`]): its move is
+    /// complete, or `change` removes a dead node of its ring (`remove --dead`, or `replace` of a
+    /// dead node) and every other participant reads from the new ring.
+    ///
+    /// A node that dies just after its part of a move may never have published it: its last
+    /// progress is lost with it, the move can never complete, and without this no change could
+    /// ever be planned again, not even the removal of the dead node. Every other participant
+    /// reading the new ring is enough: each of them saw every partition held whole by its new
+    /// replicas (the dead node's included) before it said so, so the dead node's publication
+    /// would add nothing.
+    pub fn allows(&self, layout: &Layout, change: &Change) -> bool {
+        if self.complete(layout) {
+            return true;
+        }
+        let dead = match change {
+            Change::RemoveDead { node }
+            | Change::Replace {
+                old: node,
+                dead: true,
+                ..
+            } => node,
+            _ => return false,
+        };
+        layout.ring().contains(dead)
+            && layout
+                .participants()
+                .iter()
+                .filter(|node| *node != dead)
+                .all(|node| {
+                    self.nodes
+                        .get(node)
+                        .is_some_and(|p| p.reading >= layout.epoch())
+                })
+    }
+
     /// Where `partition`'s reads and writes go for a table of replication `n`, given the
     /// replication factors `ns` of every table (a partition's synced state covers them all).
     pub fn route(&self, layout: &Layout, partition: PartitionId, n: u32, ns: &[u32]) -> Route {
@@ -407,6 +443,46 @@ mod tests {
         );
         let replaced = four.with_node_replaced(&"c".into(), "z".into()).unwrap();
         assert_fallbacks_outside_both_sets(&first.moving_to(replaced, BTreeSet::new()).unwrap());
+    }
+
+    /// Regression (found by `tessera-cluster/tests/layout_sim.rs`, seed 3080): a node crashed
+    /// right after it read from the new ring, before any other node learned it did. The move
+    /// could never complete, so `remove --dead` of that node was refused (a move in progress)
+    /// and the cluster could never change again.
+    #[test]
+    fn a_node_dead_before_its_last_step_was_heard_does_not_block_its_removal() {
+        let layout = moving();
+        let epoch = layout.epoch();
+        let mut progress = Progress::default();
+        everyone(&mut progress, &layout, |p| {
+            p.acked = epoch;
+            p.synced_epoch = epoch;
+            p.synced = (0..16).collect();
+        });
+        // Everyone but b reads the new ring; b's own "reading" died with it.
+        for node in ["a", "c", "d"] {
+            let mut p = progress.of(node).cloned().unwrap();
+            p.reading = epoch;
+            progress.record(node, &p);
+        }
+        assert!(!progress.complete(&layout));
+        let dead = |node: &str| Change::RemoveDead { node: node.into() };
+        assert!(progress.allows(&layout, &dead("b")));
+        assert!(progress.allows(
+            &layout,
+            &Change::Replace {
+                old: "b".into(),
+                new: "e".into(),
+                dead: true
+            }
+        ));
+        // Not for any other change, nor for a dead node other nodes still wait for.
+        assert!(!progress.allows(&layout, &Change::Add { node: "e".into() }));
+        assert!(!progress.allows(&layout, &Change::Remove { node: "b".into() }));
+        assert!(!progress.allows(&layout, &dead("a")));
+        let plan = crate::plan(&layout, progress.allows(&layout, &dead("b")), dead("b")).unwrap();
+        assert_eq!(plan.next.epoch(), epoch + 1);
+        assert_eq!(plan.next.dead(), &BTreeSet::from(["b".to_owned()]));
     }
 
     #[test]

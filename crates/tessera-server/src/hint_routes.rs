@@ -21,18 +21,9 @@ impl NodeHintRoutes {
 
 impl HintRoutes for NodeHintRoutes {
     fn has_left(&self, target: &NodeId) -> bool {
-        let Some(node) = self.0.upgrade() else {
-            return false;
-        };
-        let state = node.cluster.topology.state();
-        let Some(layout) = &state.layout else {
-            return false;
-        };
-        let in_previous = !state.complete()
-            && layout
-                .previous()
-                .is_some_and(|previous| previous.contains(target));
-        !layout.ring().contains(target) && !in_previous
+        self.0
+            .upgrade()
+            .is_some_and(|node| node.cluster.topology.state().has_left(target))
     }
 
     fn owners_of(&self, row: &RowKey) -> Option<Vec<NodeId>> {
@@ -43,16 +34,6 @@ impl HintRoutes for NodeHintRoutes {
             .iter()
             .find(|table| table.id == row.table)?
             .replication;
-        let placement = node.cluster.topology.placement(row.partition, n);
-        if placement.epoch == 0 || placement.replicas.is_empty() {
-            return None;
-        }
-        let mut owners = placement.replicas;
-        for node in placement.also {
-            if !owners.contains(&node) {
-                owners.push(node);
-            }
-        }
-        Some(owners)
+        node.cluster.topology.state().owners(row.partition, n)
     }
 }

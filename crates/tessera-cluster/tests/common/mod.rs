@@ -80,6 +80,37 @@ pub fn row(key: &str) -> RowKey {
     RowKey::new(1, (token >> 56) as u16, token, key.as_bytes().to_vec())
 }
 
+/// Node `id`'s replica and coordinator over `store` and `hints` (storage calls inline, writes
+/// and merges sharing one group-commit writer), linked to each other, the replica serving `id`
+/// on `net`.
+pub fn serve(
+    net: &SimNetwork,
+    membership: &Arc<StaticMembership>,
+    id: &NodeId,
+    store: &Arc<CellStore<MemoryEngine>>,
+    hints: &Arc<HintStore<MemoryEngine>>,
+    config: CoordinatorConfig,
+) -> (Arc<Replica<MemoryEngine>>, Arc<SimCoordinator>) {
+    let writer = RowWriter::inline(store.clone());
+    let replica = Arc::new(Replica::new(
+        id.clone(),
+        writer.clone(),
+        hints.clone(),
+        StorageRunner::Inline,
+    ));
+    let coordinator = Arc::new(Coordinator::new(
+        id.clone(),
+        writer,
+        hints.clone(),
+        net.transport(id.clone()),
+        membership.clone(),
+        config,
+    ));
+    replica.set_coordinator(&coordinator);
+    net.register(id.clone(), replica.clone());
+    (replica, coordinator)
+}
+
 /// Stops every runner, each within `deadline`.
 pub async fn stop_workers(runners: &[tessera_worker::Runner], deadline: Duration) {
     for runner in runners {
@@ -123,19 +154,12 @@ impl Cluster {
                 let hints = Arc::new(
                     HintStore::new(engine).with_max_per_target(options.max_hints_per_target),
                 );
-                let writer = RowWriter::inline(store.clone());
-                let replica = Arc::new(Replica::new(
-                    id.clone(),
-                    writer.clone(),
-                    hints.clone(),
-                    StorageRunner::Inline,
-                ));
-                let coordinator = Arc::new(Coordinator::new(
-                    id.clone(),
-                    writer,
-                    hints.clone(),
-                    net.transport(id.clone()),
-                    membership.clone(),
+                let (replica, coordinator) = serve(
+                    &net,
+                    &membership,
+                    &id,
+                    &store,
+                    &hints,
                     CoordinatorConfig {
                         timeout: options.timeout,
                         forward_timeout: options.forward_timeout,
@@ -143,9 +167,7 @@ impl Cluster {
                         background_tasks: options.background_tasks,
                         background_bytes: options.background_bytes,
                     },
-                ));
-                replica.set_coordinator(&coordinator);
-                net.register(id.clone(), replica.clone());
+                );
                 let delivery = Arc::new(HintDelivery::new(
                     id.clone(),
                     hints.clone(),

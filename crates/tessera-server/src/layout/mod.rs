@@ -295,7 +295,10 @@ impl LayoutManager {
     pub fn stage(&self, change: Change) -> Result<Plan, LayoutFailure> {
         let state = self.topology.state();
         let layout = state.layout.as_ref().ok_or(LayoutFailure::NoLayout)?;
-        let plan = tessera_layout::plan(layout, state.complete(), change)?;
+        // A move still under way blocks a plan, but for the removal of a node that died before
+        // its last step was heard (see `Progress::allows`).
+        let allowed = state.progress.allows(layout, &change);
+        let plan = tessera_layout::plan(layout, allowed, change)?;
         *lock(&self.staged) = Some(plan.clone());
         Ok(plan)
     }

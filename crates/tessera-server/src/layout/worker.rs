@@ -12,13 +12,16 @@
 //! 4. **cleanup**: once every node reads from the new ring and a grace period has passed, it drops
 //!    the partitions it no longer replicates.
 //!
-//! Progress is published by gossip (the membership worker reads it from the layout manager).
+//! The decisions are `tessera_cluster::rebalance`'s (shared with the deterministic simulation);
+//! this worker performs them: it persists and publishes progress, drops partitions, and records
+//! the cleaned epoch. Progress is published by gossip (the membership worker reads it from the
+//! layout manager).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_cluster::Transfer;
-use tessera_layout::{Change, Layout, NodeProgress};
+use tessera_cluster::rebalance::{MoveDriver, MoveStep, TableReplicas};
+use tessera_layout::{Change, Layout};
 use tessera_worker::{Step, StepContext, Worker, WorkerError, WorkerStatus};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -42,165 +45,80 @@ fn drain(node: &Node) -> Duration {
     node.request_timeout() * 3
 }
 
-/// The transfers this node must pull for `layout`: every (table, partition) it joins.
-fn my_transfers(node: &Node, layout: &Layout) -> Vec<Transfer> {
-    let me = node.id().to_owned();
-    let partitions = layout.ring().scheme().count() as u16;
-    let mut transfers = Vec::new();
-    for table in node.schema.list() {
-        for partition in 0..partitions {
-            if layout.joining(partition, table.replication).contains(&me) {
-                transfers.push(Transfer {
-                    epoch: layout.epoch(),
-                    table: table.id,
-                    partition,
-                    sources: layout.sources(partition, table.replication, &me),
-                });
-            }
-        }
-    }
-    transfers
-}
-
-/// Step 2: gives the transfers this node joins to the engine (again, when tables were created:
-/// the engine skips what it has), and publishes every partition whose transfers all completed.
-fn sync(node: &Node, layout: &Layout) -> Result<Option<String>, WorkerError> {
-    let transfers = my_transfers(node, layout);
-    let engine = &node.cluster.transfers;
-    let report = engine.enqueue(transfers.clone());
-    if !report.queued.is_empty() {
-        info!(
-            node = node.id(),
-            epoch = layout.epoch(),
-            transfers = report.queued.len(),
-            "pulling the partitions this node joins"
-        );
-    }
-    for (key, why) in &report.refused {
-        tracing::warn!(node = node.id(), %key, %why, "a transfer has no source");
-    }
-    let mut complete: std::collections::BTreeMap<u16, bool> = std::collections::BTreeMap::new();
-    for transfer in &transfers {
-        let done = engine.is_completed(&transfer.key());
-        complete
-            .entry(transfer.partition)
-            .and_modify(|all| *all &= done)
-            .or_insert(done);
-    }
-    let synced: Vec<u16> = complete
-        .into_iter()
-        .filter_map(|(partition, done)| done.then_some(partition))
-        .collect();
-    let epoch = layout.epoch();
-    let own = node.cluster.layout.own_progress();
-    let new: Vec<u16> = synced
-        .into_iter()
-        .filter(|p| !own.has_synced(epoch, *p))
-        .collect();
-    if new.is_empty() {
-        return Ok(None);
-    }
-    node.cluster
-        .layout
-        .update_progress(|p| {
-            if p.synced_epoch != epoch {
-                p.synced_epoch = epoch;
-                p.synced = Default::default();
-            }
-            for partition in &new {
-                p.synced.insert(*partition);
-            }
+/// The tables as moves see them.
+fn tables(node: &Node) -> Vec<TableReplicas> {
+    node.schema
+        .list()
+        .iter()
+        .map(|t| TableReplicas {
+            id: t.id,
+            replication: t.replication,
         })
-        .map_err(WorkerError::new)?;
-    Ok(Some(format!(
-        "holds {} more partitions of epoch {epoch}",
-        new.len()
-    )))
+        .collect()
 }
 
-/// Step 4: drops every (table, partition) this node replicated in the previous ring and does not
-/// in this one.
-fn cleanup(node: &Node, layout: &Layout) -> Result<usize, WorkerError> {
-    let Some(previous) = layout.previous() else {
-        return Ok(0);
-    };
-    let me = node.id().to_owned();
-    let partitions = layout.ring().scheme().count() as u16;
-    let mut dropped = 0;
-    for table in node.schema.list() {
-        let n = table.replication as usize;
-        for partition in 0..partitions {
-            let kept = layout.ring().preference_list(partition, n).contains(&me);
-            let held = previous.preference_list(partition, n).contains(&me);
-            if held && !kept {
-                node.store
-                    .drop_partition(table.id, partition)
-                    .map_err(WorkerError::new)?;
-                dropped += 1;
-            }
-        }
-    }
-    node.cluster.transfers.forget_epochs_before(layout.epoch());
-    Ok(dropped)
-}
-
-/// Steps 1 and 3 (blocking: publishing progress writes `meta`); returns what it did, if anything.
-fn advance(node: &Node, layout: &Layout) -> Result<Option<String>, WorkerError> {
-    let epoch = layout.epoch();
+/// Steps 1 to 3 (blocking: publishing progress writes `meta`): asks the driver what is due and
+/// publishes it; returns what it did, if anything.
+fn advance(
+    node: &Node,
+    driver: &MoveDriver,
+    layout: &Layout,
+) -> Result<Option<String>, WorkerError> {
     let manager = &node.cluster.layout;
-    let update = |change: &dyn Fn(&mut NodeProgress)| {
-        manager
-            .update_progress(|p| change(p))
-            .map_err(WorkerError::new)
-    };
     let own = manager.own_progress();
-    if own.acked < epoch {
-        let drained = !layout.is_move() || manager.adopted_at().elapsed() >= drain(node);
-        if drained && update(&|p| p.acked = p.acked.max(epoch))? {
+    let drained = !layout.is_move() || manager.adopted_at().elapsed() >= drain(node);
+    let state = node.cluster.topology.state();
+    let advance = driver.advance(
+        layout,
+        &state,
+        &own,
+        &tables(node),
+        drained,
+        &node.cluster.transfers,
+    );
+    if let Some(report) = &advance.enqueued {
+        if !report.queued.is_empty() {
             info!(
                 node = node.id(),
-                epoch, "writing under the new layout (acknowledged)"
+                epoch = layout.epoch(),
+                transfers = report.queued.len(),
+                "pulling the partitions this node joins"
             );
-            return Ok(Some(format!("acknowledged epoch {epoch}")));
         }
-        return Ok(None);
-    }
-    if !layout.is_move() {
-        return Ok(None);
-    }
-    let state = node.cluster.topology.state();
-    if state.complete() {
-        return Ok(None);
-    }
-    if state.progress.all_acked(layout) {
-        if let Some(done) = sync(node, layout)? {
-            return Ok(Some(done));
+        for (key, why) in &report.refused {
+            tracing::warn!(node = node.id(), %key, %why, "a transfer has no source");
         }
     }
-    let state = node.cluster.topology.state();
-    let ns = &state.replication_factors;
-    if own.reading < epoch
-        && state.progress.all_acked(layout)
-        && state.progress.all_synced(layout, ns)
+    let Some(step) = advance.step else {
+        return Ok(None);
+    };
+    if !manager
+        .update_progress(|p| step.apply(p))
+        .map_err(WorkerError::new)?
     {
-        update(&|p| p.reading = p.reading.max(epoch))?;
-        info!(
+        return Ok(None);
+    }
+    let epoch = layout.epoch();
+    match step {
+        MoveStep::Ack { .. } => info!(
+            node = node.id(),
+            epoch, "writing under the new layout (acknowledged)"
+        ),
+        MoveStep::Read { .. } => info!(
             node = node.id(),
             epoch, "every partition is held by its new replicas: reading from the new ring"
-        );
-        return Ok(Some(format!("reading epoch {epoch}")));
+        ),
+        MoveStep::Synced { .. } => {}
     }
-    Ok(None)
+    Ok(Some(step.describe()))
 }
 
 /// See the module docs.
 pub struct RebalanceWorker {
     node: Arc<Node>,
     nudge: Arc<Notify>,
-    /// The epoch whose move this node saw complete, and when.
-    complete_since: Option<(u64, Instant)>,
-    /// The last epoch whose leftovers were dropped.
-    cleaned: u64,
+    /// The decisions of every step (see `tessera_cluster::rebalance`).
+    driver: MoveDriver,
     next_join: Instant,
     join_attempts: u64,
     last_step: String,
@@ -210,8 +128,7 @@ impl RebalanceWorker {
     pub fn new(node: Arc<Node>) -> Self {
         Self {
             nudge: node.cluster.rebalance_nudge.clone(),
-            cleaned: node.cluster.layout.cleaned_epoch(),
-            complete_since: None,
+            driver: MoveDriver::new(node.id(), node.cluster.layout.cleaned_epoch()),
             node,
             next_join: Instant::now() + AUTO_JOIN_RETRY,
             join_attempts: 0,
@@ -222,35 +139,31 @@ impl RebalanceWorker {
     /// Step 4, once the move is complete everywhere and the grace period has passed.
     async fn cleanup_when_due(&mut self, layout: &Layout) -> Result<Option<String>, WorkerError> {
         let epoch = layout.epoch();
-        if !layout.is_move()
-            || self.cleaned >= epoch
-            || !self.node.cluster.topology.state().complete()
-        {
-            return Ok(None);
-        }
-        let since = match self.complete_since {
-            Some((seen, at)) if seen == epoch => at,
-            _ => {
-                self.complete_since = Some((epoch, Instant::now()));
-                return Ok(None);
-            }
-        };
         let grace = Duration::from_secs(self.node.config.rebalance.cleanup_grace_secs);
-        if since.elapsed() < grace {
+        let state = self.node.cluster.topology.state();
+        let Some(doomed) =
+            self.driver
+                .cleanup_due(layout, &state, &tables(&self.node), Instant::now(), grace)
+        else {
             return Ok(None);
-        }
-        let (node, layout) = (self.node.clone(), layout.clone());
+        };
+        let node = self.node.clone();
         let dropped = tokio::task::spawn_blocking(move || {
-            let dropped = cleanup(&node, &layout)?;
+            for (table, partition) in &doomed {
+                node.store
+                    .drop_partition(*table, *partition)
+                    .map_err(WorkerError::new)?;
+            }
+            node.cluster.transfers.forget_epochs_before(epoch);
             node.cluster
                 .layout
-                .set_cleaned_epoch(layout.epoch())
+                .set_cleaned_epoch(epoch)
                 .map_err(WorkerError::new)?;
-            Ok::<_, WorkerError>(dropped)
+            Ok::<_, WorkerError>(doomed.len())
         })
         .await
         .map_err(WorkerError::new)??;
-        self.cleaned = epoch;
+        self.driver.cleaned_up(epoch);
         info!(
             node = self.node.id(),
             epoch, dropped, "dropped the partitions this node no longer replicates"
@@ -319,7 +232,7 @@ impl Worker for RebalanceWorker {
         .counter("reading_epoch", own.reading)
         .counter("synced_partitions", own.synced.len() as u64)
         .counter("auto_join_attempts", self.join_attempts)
-        .counter("cleaned_epoch", self.cleaned)
+        .counter("cleaned_epoch", self.driver.cleaned())
     }
 
     async fn step(&mut self, _ctx: &StepContext) -> Result<Step, WorkerError> {
@@ -335,8 +248,8 @@ impl Worker for RebalanceWorker {
             return Ok(Step::Idle);
         };
         let advanced = {
-            let (node, layout) = (self.node.clone(), layout.clone());
-            tokio::task::spawn_blocking(move || advance(&node, &layout))
+            let (node, driver, layout) = (self.node.clone(), self.driver.clone(), layout.clone());
+            tokio::task::spawn_blocking(move || advance(&node, &driver, &layout))
                 .await
                 .map_err(WorkerError::new)??
         };
