@@ -23,12 +23,15 @@
 //! - [`handoff`]: hinted handoff, delivering the hints a node keeps for
 //!   replicas that were down (sloppy quorum) once they are back;
 //! - [`transfer`]: streaming partitions to a node that takes them over
-//!   (rebalancing), chunk by chunk, throttled and resumable.
+//!   (rebalancing), chunk by chunk, throttled and resumable;
+//! - [`antientropy`]: Merkle-tree exchanges that converge every replica of every
+//!   partition without client reads, and their replica side.
 //!
 //! Background jobs (group commit, hint delivery) are workers of
 //! [`tessera_worker`]; the short tasks that outlive a request (replication
 //! stragglers, read repairs) run under the coordinator's task budget.
 
+pub mod antientropy;
 pub mod availability;
 pub mod clock;
 pub mod commit;
@@ -59,6 +62,10 @@ mod wire;
 mod write;
 
 pub use answer::ReadAnswer;
+pub use antientropy::{
+    AntiEntropy, AntiEntropyConfig, AntiEntropyStatus, AntiEntropyWorker, PartitionTables,
+    Responders, SweepReport, TableRepairStatus, ANTI_ENTROPY,
+};
 pub use availability::{Access, Liveness};
 pub use clock::{system_clock, system_now_ms, Clock};
 pub use commit::{CommitStats, RowWriter, COMMITTER};
