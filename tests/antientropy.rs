@@ -3,7 +3,7 @@
 //! through the replica-local route.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ fn config_file(dir: &tempfile::TempDir) -> PathBuf {
     path
 }
 
-fn start(config: &PathBuf) -> TestCluster {
-    let config = config.clone();
+fn start(config: &Path) -> TestCluster {
+    let config = config.to_path_buf();
     TestCluster::start_with(3, move |mut options| {
         options.config = Some(config.clone());
         options
