@@ -10,11 +10,16 @@
 //! partition drops its tree with one range delete. A node's value is
 //! [`tessera_merkle::encode_node_value`] (format version, digest); an absent node is zero.
 //!
-//! The write path never reads a node: every cell it writes changes the cell's segment, branch
-//! and root by `old digest ^ new digest`, and [`TreeDeltas`] adds those as XOR merge operands
+//! The write path never reads a node: every cell it writes changes the cell's segment by
+//! `old digest ^ new digest`, and [`TreeDeltas`] adds that as an XOR merge operand
 //! ([`crate::BatchOp::Merge`]) to the very batch that writes the cell. The tree therefore changes
 //! exactly when the data does, whatever crashes in between, and concurrent batches need no lock
-//! on the tree. Deltas of one batch that hit the same node are folded into one operand.
+//! on the tree. Deltas of one batch that hit the same segment are folded into one operand.
+//!
+//! Only the segments are stored: branches and root are the XOR of the segments below them,
+//! computed when a tree is loaded (1,024 segments with the default shape, 16 KiB). Storing them
+//! too would triple the merge operands of every write for a saving of microseconds per
+//! exchange; measured in `docs/performance.md`.
 //!
 //! A cell's digest is [`tessera_merkle::cell_digest`] of its partition key, column and stored
 //! bytes: what a rebuild from a scan computes, and what a peer computes for the same cell.
@@ -80,21 +85,11 @@ impl TreeDeltas {
         if xor.is_zero() {
             return;
         }
-        let segment = self.shape.segment_of(row.token);
-        // `segment_of` only returns segments of the shape, so `branch_of` cannot fail; a
-        // failure would only mean the root and segment are kept without their branch, which
-        // the periodic check finds and repairs.
-        let branch = self.shape.branch_of(segment).ok();
-        let nodes = [Some(NodeRef::Root), branch.map(NodeRef::Branch)]
-            .into_iter()
-            .flatten()
-            .chain([NodeRef::Segment(segment)]);
-        for node in nodes {
-            *self
-                .nodes
-                .entry(node_key(row.table, row.partition, node))
-                .or_insert(Digest::ZERO) ^= xor;
-        }
+        let segment = NodeRef::Segment(self.shape.segment_of(row.token));
+        *self
+            .nodes
+            .entry(node_key(row.table, row.partition, segment))
+            .or_insert(Digest::ZERO) ^= xor;
     }
 
     /// Adds the folded changes to `batch` as merge operands.

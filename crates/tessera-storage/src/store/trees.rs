@@ -50,7 +50,9 @@ fn tree_error(
     }
 }
 
-/// The kept tree of one partition as `view` holds it.
+/// The kept tree of one partition as `view` holds it: its stored segments, with branches and
+/// root computed from them (only segments are stored, see [`crate::merkle`]). A stored inner
+/// node (none is written) is ignored.
 fn kept_tree(
     view: &impl EngineRead,
     shape: TreeShape,
@@ -58,15 +60,19 @@ fn kept_tree(
     partition: u16,
 ) -> Result<MerkleTree, StorageError> {
     let (start, end) = tree_range(table, partition);
-    let mut nodes = Vec::with_capacity(shape.nodes());
+    let mut segments = vec![Digest::ZERO; shape.segments() as usize];
     for pair in view.iter(ColumnFamily::Merkle, &start, Some(&end)) {
         let (key, value) = pair?;
         let suffix = key.get(TREE_PREFIX_LEN..).unwrap_or_default();
         let node = NodeRef::decode(suffix, &shape).map_err(tree_error(table, partition))?;
-        let digest = decode_node_value(&value).map_err(tree_error(table, partition))?;
-        nodes.push((node, digest));
+        if let NodeRef::Segment(segment) = node {
+            let digest = decode_node_value(&value).map_err(tree_error(table, partition))?;
+            if let Some(slot) = segments.get_mut(segment as usize) {
+                *slot = digest;
+            }
+        }
     }
-    MerkleTree::from_nodes(shape, partition, nodes).map_err(tree_error(table, partition))
+    MerkleTree::from_segments(shape, partition, segments).map_err(tree_error(table, partition))
 }
 
 /// The tree of the cells `view` holds in one partition, and how many there are.
@@ -130,7 +136,11 @@ impl<E: Engine> CellStore<E> {
         let mut repaired = false;
         if repair && !differing.is_empty() {
             let mut batch = WriteBatch::new();
-            for node in &differing {
+            // Only segments are stored; the inner nodes follow from them.
+            let segments = differing
+                .iter()
+                .filter(|node| matches!(node, NodeRef::Segment(_)));
+            for node in segments {
                 let error = kept.node(*node).map_err(tree_error(table, partition))?
                     ^ rebuilt.node(*node).map_err(tree_error(table, partition))?;
                 batch.merge(
