@@ -284,6 +284,11 @@ async fn replicas_in_sync_exchange_only_roots() {
     // One root and one answer per exchange (the responder's answer to Root is InSync).
     assert_eq!(after.calls - before.calls, report.exchanges);
     let status = nodes[0].ae.status();
+    // Shown with --nocapture: the figure docs/performance.md quotes.
+    eprintln!(
+        "{} exchanges of partitions in sync: {} bytes, {} tree nodes compared",
+        report.exchanges, status.bytes, status.segments_compared
+    );
     assert!(
         status.bytes < 100 * report.exchanges,
         "{} bytes",
