@@ -15,7 +15,9 @@
 //!   and repairing twice or concurrently with client writes is harmless.
 //! - **Sweeps:** a sweep visits every partition this node replicates (per the topology, both
 //!   replica sets during a move) and runs one exchange with each other replica that membership
-//!   believes alive, one exchange at a time for the whole node (so at most one per peer). A
+//!   believes alive, one exchange at a time for the whole node (so at most one per peer).
+//!   Replicas that join a partition in a move are left out until the move is over: their
+//!   transfer fills them, and exchanging meanwhile would send the same cells twice. A
 //!   sweep starts `sweep_interval` after the previous one started, or at once when asked
 //!   ([`AntiEntropy::request_sweep`], `POST /v1/node/repair`). The worker's unit is keys
 //!   (cells scanned and moved, at least one per exchange), so its rate limit is

@@ -316,6 +316,11 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
             return Vec::new();
         };
         let count = scheme.count();
+        // One view of the topology for the whole plan.
+        let state = self.topology.state();
+        // The layout keeps its previous ring after its move: joining nodes matter only while
+        // the move is under way.
+        let moving = !state.complete();
         let mut visits = Vec::new();
         for (table, n) in (self.tables)() {
             if only.is_some_and(|only| only != table) {
@@ -325,7 +330,17 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
                 let Ok(partition) = u16::try_from(partition) else {
                     break;
                 };
-                let placement = self.topology.placement(partition, n);
+                let placement = state.placement(partition, n);
+                let joining = if moving {
+                    placement.joining
+                } else {
+                    Vec::new()
+                };
+                // A replica that joins the partition in a move is filled by its transfer;
+                // exchanging with it meanwhile would send the same cells twice.
+                if joining.contains(&self.local) {
+                    continue;
+                }
                 let mut replicas = placement.replicas;
                 replicas.extend(placement.also);
                 replicas.sort();
@@ -333,7 +348,10 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
                 if !replicas.contains(&self.local) {
                     continue;
                 }
-                let peers = replicas.into_iter().filter(|r| *r != self.local).collect();
+                let peers = replicas
+                    .into_iter()
+                    .filter(|r| *r != self.local && !joining.contains(r))
+                    .collect();
                 visits.push(Visit {
                     table,
                     partition,
