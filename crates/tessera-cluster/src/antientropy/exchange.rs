@@ -26,8 +26,13 @@ use crate::exec::StorageRunner;
 use crate::messages::{Request, Response};
 use crate::transport::{NodeId, Transport};
 
-/// Most cells fetched or sent in one request of a repair.
-const REPAIR_CHUNK: usize = 256;
+/// Most cells fetched in one request of a repair. Their sizes are unknown until they arrive, and
+/// a cell may hold 16 MiB values: 16 of them stay well under the internal message limit.
+const FETCH_CHUNK: usize = 16;
+/// Most cells sent in one merge of a repair...
+const PUSH_CELLS: usize = 256;
+/// ...and about the most bytes of values (the cell that reaches it is the last).
+const PUSH_BYTES: usize = 8 << 20;
 
 /// What the initiator side needs to run exchanges.
 pub(crate) struct ExchangeContext<T, E: Engine> {
@@ -164,6 +169,25 @@ fn group(cells: impl IntoIterator<Item = (CellId, Cell)>) -> ByRow {
     rows
 }
 
+/// One row's cells cut into merges of at most [`PUSH_CELLS`] cells and about [`PUSH_BYTES`].
+fn push_chunks(cells: Vec<(Vec<u8>, Cell)>) -> Vec<Vec<(Vec<u8>, Cell)>> {
+    let mut chunks = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0usize;
+    for (column, cell) in cells {
+        bytes += approx_cell_bytes(&cell) + column.len();
+        chunk.push((column, cell));
+        if chunk.len() >= PUSH_CELLS || bytes >= PUSH_BYTES {
+            chunks.push(std::mem::take(&mut chunk));
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
 /// Carries out one `Repair` action.
 async fn repair<T: Transport, E: Engine>(
     ctx: &ExchangeContext<T, E>,
@@ -178,7 +202,7 @@ async fn repair<T: Transport, E: Engine>(
     let diverged: std::collections::BTreeSet<CellId> = diff.diverged.iter().cloned().collect();
     let mut to_send: Vec<(CellId, Cell)> = Vec::new();
     let wanted: Vec<CellId> = diff.pull.into_iter().chain(diff.diverged).collect();
-    for chunk in wanted.chunks(REPAIR_CHUNK) {
+    for chunk in wanted.chunks(FETCH_CHUNK) {
         let request = Request::ReadCells {
             table,
             partition,
@@ -229,14 +253,14 @@ async fn repair<T: Transport, E: Engine>(
             .filter_map(|(id, cell)| cell.map(|cell| (id, cell))),
     );
     for ((token, key), cells) in group(to_send) {
-        for chunk in cells.chunks(REPAIR_CHUNK) {
+        for chunk in push_chunks(cells) {
             outcome.repair_bytes += chunk
                 .iter()
                 .map(|(_, c)| approx_cell_bytes(c) as u64)
                 .sum::<u64>();
             let request = Request::Merge {
                 row: row(token, key.clone()),
-                cells: chunk.to_vec(),
+                cells: chunk,
             };
             let deadline = Instant::now() + ctx.call_timeout;
             match call(&ctx.transport, peer, request, deadline).await {
@@ -247,4 +271,31 @@ async fn repair<T: Transport, E: Engine>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_storage::CellValue;
+
+    fn cell(bytes: usize) -> Cell {
+        Cell::from_value(CellValue::value(vec![0u8; bytes], 1))
+    }
+
+    #[test]
+    fn pushes_are_cut_by_cells_and_by_bytes() {
+        let small: Vec<_> = (0..600u32)
+            .map(|i| (i.to_be_bytes().to_vec(), cell(10)))
+            .collect();
+        let sizes: Vec<usize> = push_chunks(small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [PUSH_CELLS, PUSH_CELLS, 600 - 2 * PUSH_CELLS]);
+
+        let big: Vec<_> = (0..5u32)
+            .map(|i| (i.to_be_bytes().to_vec(), cell(3 << 20)))
+            .collect();
+        let sizes: Vec<usize> = push_chunks(big).iter().map(Vec::len).collect();
+        // 3 MiB each: the third reaches 8 MiB and ends its merge.
+        assert_eq!(sizes, [3, 2]);
+        assert!(push_chunks(Vec::new()).is_empty());
+    }
 }
