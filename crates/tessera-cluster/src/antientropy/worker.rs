@@ -130,8 +130,9 @@ pub struct SweepReport {
 #[derive(Clone, Debug)]
 struct Visit {
     table: TableId,
+    /// The table's replication factor.
+    n: u32,
     partition: u16,
-    peers: Vec<NodeId>,
 }
 
 #[derive(Debug, Default)]
@@ -311,16 +312,15 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
         self.state().last_report.clone().unwrap_or_default()
     }
 
+    /// The partitions of a sweep: every partition this node replicates now, of every table (or
+    /// of `only`). Peers are chosen when each is visited, from the topology of that moment: a
+    /// sweep takes minutes, and a plan made before a move completed would send cells to a node
+    /// that has given the partition away since.
     fn plan(&self, only: Option<TableId>) -> Vec<Visit> {
         let Some(scheme) = self.topology.scheme() else {
             return Vec::new();
         };
         let count = scheme.count();
-        // One view of the topology for the whole plan.
-        let state = self.topology.state();
-        // The layout keeps its previous ring after its move: joining nodes matter only while
-        // the move is under way.
-        let moving = !state.complete();
         let mut visits = Vec::new();
         for (table, n) in (self.tables)() {
             if only.is_some_and(|only| only != table) {
@@ -330,36 +330,47 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
                 let Ok(partition) = u16::try_from(partition) else {
                     break;
                 };
-                let placement = state.placement(partition, n);
-                let joining = if moving {
-                    placement.joining
-                } else {
-                    Vec::new()
-                };
-                // A replica that joins the partition in a move is filled by its transfer;
-                // exchanging with it meanwhile would send the same cells twice.
-                if joining.contains(&self.local) {
-                    continue;
+                if self.peers(n, partition).is_some() {
+                    visits.push(Visit {
+                        table,
+                        n,
+                        partition,
+                    });
                 }
-                let mut replicas = placement.replicas;
-                replicas.extend(placement.also);
-                replicas.sort();
-                replicas.dedup();
-                if !replicas.contains(&self.local) {
-                    continue;
-                }
-                let peers = replicas
-                    .into_iter()
-                    .filter(|r| *r != self.local && !joining.contains(r))
-                    .collect();
-                visits.push(Visit {
-                    table,
-                    partition,
-                    peers,
-                });
             }
         }
         visits
+    }
+
+    /// The replicas to exchange a partition with, now; `None` when this node does not
+    /// replicate it (or joins it in a move under way, and is filled by its transfer).
+    fn peers(&self, n: u32, partition: u16) -> Option<Vec<NodeId>> {
+        let state = self.topology.state();
+        let placement = state.placement(partition, n);
+        // The layout keeps its previous ring after its move: joining nodes matter only while
+        // the move is under way. Exchanging with one meanwhile would send the cells its
+        // transfer brings a second time.
+        let joining = if state.complete() {
+            Vec::new()
+        } else {
+            placement.joining
+        };
+        if joining.contains(&self.local) {
+            return None;
+        }
+        let mut replicas = placement.replicas;
+        replicas.extend(placement.also);
+        replicas.sort();
+        replicas.dedup();
+        if !replicas.contains(&self.local) {
+            return None;
+        }
+        Some(
+            replicas
+                .into_iter()
+                .filter(|r| *r != self.local && !joining.contains(r))
+                .collect(),
+        )
     }
 
     /// Whether a sweep should start now, and of what; starts it.
@@ -383,6 +394,12 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
         tables.sort_unstable();
         tables.dedup();
         let mut state = self.state();
+        if only.is_none() {
+            // Partitions this node no longer replicates leave the status.
+            let planned: std::collections::BTreeSet<(TableId, u16)> =
+                plan.iter().map(|v| (v.table, v.partition)).collect();
+            state.partitions.retain(|key, _| planned.contains(key));
+        }
         state.next_sweep = Some(Instant::now() + self.config.sweep_interval);
         state.sweep = Some(Sweep {
             total: plan.len() as u64,
@@ -424,6 +441,16 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
     async fn visit(&self, visit: Visit) -> u64 {
         let key = (visit.table, visit.partition);
         let mut units = 1u64;
+        let Some(peers) = self.peers(visit.n, visit.partition) else {
+            // No longer a replica of it (a move completed since the plan): nothing to do, and
+            // nothing to report about it any more.
+            let mut state = self.state();
+            state.partitions.remove(&key);
+            if let Some(sweep) = state.sweep.as_mut() {
+                sweep.done += 1;
+            }
+            return units;
+        };
         let verify = {
             let state = self.state();
             state
@@ -463,7 +490,7 @@ impl<T: Transport, M: MembershipView, E: Engine> AntiEntropy<T, M, E> {
         }
         let mut all_ok = true;
         let mut all_in_sync = true;
-        for peer in &visit.peers {
+        for peer in &peers {
             if !self.membership.is_alive(peer) {
                 all_ok = false;
                 all_in_sync = false;
