@@ -165,6 +165,46 @@ async fn a_wiped_replica_is_refilled() {
     let data = cluster.node(2).data_dir().to_path_buf();
     std::fs::remove_dir_all(&data).expect("wipe n2's data dir");
     cluster.node_mut(2).restart();
+    // An operator need not wait for the next sweep.
+    let http = reqwest::Client::new();
+    let started = http
+        .post(cluster.node(1).url(&format!("/v1/node/repair?table={T}")))
+        .send()
+        .await
+        .expect("POST /v1/node/repair");
+    assert_eq!(started.status(), 202);
+    let unknown = http
+        .post(cluster.node(1).url("/v1/node/repair?table=nope"))
+        .send()
+        .await
+        .expect("POST /v1/node/repair");
+    assert_eq!(unknown.status(), 404);
 
     wait_for_every_key_on(&cluster, 2, KEYS).await;
+
+    // `tessera repair now` and `tessera repair status`, as an operator runs them.
+    let node = cluster.node(2).url("");
+    let now = tessera(&["repair", "now", "--table", T, "--node", &node]);
+    assert!(now.contains("sweep of t started"), "{now}");
+    let status = tessera(&["repair", "status", "--node", &node]);
+    assert!(status.contains("anti-entropy enabled"), "{status}");
+    assert!(
+        status.contains("IN SYNC") && status.lines().any(|l| l.starts_with("t ")),
+        "{status}"
+    );
+}
+
+/// Runs the `tessera` binary with `args`; its stdout, once it succeeded.
+fn tessera(args: &[&str]) -> String {
+    let output = std::process::Command::new(tessera_tests::binary::tessera_bin())
+        .args(args)
+        .output()
+        .expect("run tessera");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "tessera {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
