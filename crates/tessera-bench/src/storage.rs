@@ -10,6 +10,8 @@
 //!   its preload;
 //! - `cell-read`: `read_cell`, decoding the DVVSet, as a `GET` does.
 //!
+//! The cell store keeps anti-entropy trees as a node's does, unless `--no-trees`.
+//!
 //! The engine is opened with [`RocksOptions::default`] plus the node's default
 //! `storage.sync_writes = false` (config/tessera.toml), so the ceiling runs the node's settings.
 //! Gets and overwrites pick keys uniformly at random from a seeded generator.
@@ -64,6 +66,10 @@ pub struct StorageArgs {
     /// Seed of key choices and value bytes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Keep no anti-entropy trees (a node keeps them: every cell write also updates its
+    /// partition's tree in the same batch), to measure what keeping them costs.
+    #[arg(long)]
+    pub no_trees: bool,
 }
 
 /// A phase's per-operation work: `(thread-local rng, op index) -> ()`.
@@ -91,7 +97,14 @@ pub fn run(args: &StorageArgs) -> Result<Vec<Summary>, BenchError> {
                 source,
             })?,
         );
-    let store = CellStore::<RocksEngine>::new(engine.clone(), StoreOptions::new(ACTOR));
+    let mut store = CellStore::<RocksEngine>::new(engine.clone(), StoreOptions::new(ACTOR));
+    if !args.no_trees {
+        let partitions = u64::from(PartitionScheme::default().count());
+        // The default scheme's count is a valid tree shape; were it not, run without trees.
+        if let Ok(shape) = tessera_merkle::TreeShape::with_default_fanout(partitions) {
+            store = store.with_trees(shape);
+        }
+    }
 
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(args.seed).fill_bytes(&mut value);
@@ -301,6 +314,7 @@ mod tests {
             threads: 2,
             sync_writes: false,
             seed: 1,
+            no_trees: false,
         };
         let summaries = run(&args).unwrap();
         let names: Vec<&str> = summaries.iter().map(|s| s.name.as_str()).collect();
@@ -328,6 +342,7 @@ mod tests {
             threads: 0,
             sync_writes: false,
             seed: 1,
+            no_trees: false,
         };
         assert!(matches!(
             run(&args),

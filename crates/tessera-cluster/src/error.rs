@@ -148,7 +148,8 @@ pub(crate) fn storage_kind(error: &StorageError) -> ErrorKind {
         StorageError::KeyTooLong { .. }
         | StorageError::ColumnTooLong { .. }
         | StorageError::ReservedTable { .. }
-        | StorageError::InvalidBatch { .. } => ErrorKind::InvalidInput,
+        | StorageError::InvalidBatch { .. }
+        | StorageError::Tree { .. } => ErrorKind::InvalidInput,
         StorageError::HintLimit { target, count, max } => ErrorKind::HintLimit {
             target: target.clone(),
             count: *count,
@@ -156,7 +157,8 @@ pub(crate) fn storage_kind(error: &StorageError) -> ErrorKind {
         },
         StorageError::Engine { .. }
         | StorageError::Corrupt { .. }
-        | StorageError::Encode { .. } => ErrorKind::Storage,
+        | StorageError::Encode { .. }
+        | StorageError::NoTrees => ErrorKind::Storage,
     }
 }
 

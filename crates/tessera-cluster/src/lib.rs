@@ -27,11 +27,14 @@
 //! - [`rebalance`]: the decisions that move one node through a layout change
 //!   (ack, sync, read, cleanup), free of I/O and clocks, shared by the server's
 //!   `rebalance` worker and the simulation.
+//! - [`antientropy`]: Merkle-tree exchanges that converge every replica of every
+//!   partition without client reads, and their replica side.
 //!
 //! Background jobs (group commit, hint delivery) are workers of
 //! [`tessera_worker`]; the short tasks that outlive a request (replication
 //! stragglers, read repairs) run under the coordinator's task budget.
 
+pub mod antientropy;
 pub mod availability;
 pub mod clock;
 pub mod commit;
@@ -63,6 +66,10 @@ mod wire;
 mod write;
 
 pub use answer::ReadAnswer;
+pub use antientropy::{
+    AntiEntropy, AntiEntropyConfig, AntiEntropyStatus, AntiEntropyWorker, PartitionTables,
+    Responders, SweepReport, TableRepairStatus, ANTI_ENTROPY,
+};
 pub use availability::{Access, Liveness};
 pub use clock::{system_clock, system_now_ms, Clock};
 pub use commit::{CommitStats, RowWriter, COMMITTER};

@@ -10,6 +10,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tessera_layout::LayoutMessage;
+use tessera_merkle::CellId;
 use tessera_storage::{Cell, RowKey, RowPage, RowSlice, TableId};
 
 use crate::ops::{WriteOutcome, WriteRequest};
@@ -99,6 +100,24 @@ pub enum Request {
         /// `(table, partition)` pairs.
         partitions: Vec<(TableId, u16)>,
     },
+    /// One message of an anti-entropy exchange ([`tessera_merkle::Message::encode`]: its own
+    /// format version first, so the tree format can change apart from this protocol); answered
+    /// with [`Response::AntiEntropy`]. Appended after every other variant, so nodes that predate
+    /// it still decode every older request.
+    AntiEntropy {
+        /// The encoded exchange message.
+        message: Vec<u8>,
+    },
+    /// Cells of one (table, partition) as this replica stores them, tombstones included, for an
+    /// anti-entropy repair; answered with [`Response::Cells`].
+    ReadCells {
+        /// The table.
+        table: TableId,
+        /// The partition.
+        partition: u16,
+        /// The cells, as an exchange names them.
+        ids: Vec<CellId>,
+    },
 }
 
 impl Request {
@@ -114,6 +133,8 @@ impl Request {
             Request::Layout { .. } => "Layout",
             Request::PartitionChunk { .. } => "PartitionChunk",
             Request::EstimatePartitions { .. } => "EstimatePartitions",
+            Request::AntiEntropy { .. } => "AntiEntropy",
+            Request::ReadCells { .. } => "ReadCells",
         }
     }
 }
@@ -179,6 +200,16 @@ pub enum Response {
         /// The answer.
         message: Option<LayoutMessage>,
     },
+    /// Answers [`Request::AntiEntropy`]: the responder's encoded reply, if the message needs one.
+    AntiEntropy {
+        /// The encoded reply.
+        message: Option<Vec<u8>>,
+    },
+    /// Answers [`Request::ReadCells`], one entry per cell asked, in order (`None`: absent).
+    Cells {
+        /// The cells.
+        cells: Vec<(CellId, Option<Cell>)>,
+    },
 }
 
 impl Response {
@@ -195,6 +226,8 @@ impl Response {
             Response::Layout { .. } => "Layout",
             Response::PartitionChunk { .. } => "PartitionChunk",
             Response::PartitionSizes { .. } => "PartitionSizes",
+            Response::AntiEntropy { .. } => "AntiEntropy",
+            Response::Cells { .. } => "Cells",
         }
     }
 }

@@ -9,14 +9,18 @@
 //! coordinator and the network that delivers to this replica are built from
 //! each other. The link is weak so that a dropped coordinator does not linger.
 //! Layout messages ([`Request::Layout`]) go, the same way, to the
-//! [`LayoutService`] attached with [`Replica::set_layout_service`].
+//! [`LayoutService`] attached with [`Replica::set_layout_service`]. Anti-entropy messages
+//! ([`Request::AntiEntropy`]) go to the node's [`Responders`], and an exchange's repairs read
+//! cells with [`Request::ReadCells`] and write them with ordinary merges.
 
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use tessera_layout::LayoutMessage;
+use tessera_merkle::ExchangeConfig;
 use tessera_storage::{CellStore, Engine, Hint, HintStore, StorageError};
 use tracing::debug;
 
+use crate::antientropy::{Responders, ServeError};
 use crate::clock::system_now_ms;
 use crate::commit::RowWriter;
 use crate::coordinator::WriteCoordinator;
@@ -48,6 +52,8 @@ pub struct Replica<E: Engine> {
     layout: RwLock<Option<Weak<dyn LayoutService>>>,
     /// What this node served to nodes streaming its partitions.
     transfers: Arc<SourceStats>,
+    /// The replica side of anti-entropy exchanges peers run with this node.
+    responders: Arc<Responders<E>>,
 }
 
 impl<E: Engine> std::fmt::Debug for Replica<E> {
@@ -76,8 +82,14 @@ impl<E: Engine> Replica<E> {
         hints: Arc<HintStore<E>>,
         runner: StorageRunner,
     ) -> Self {
+        let responders = Arc::new(Responders::new(
+            writer.store().clone(),
+            runner,
+            ExchangeConfig::default(),
+        ));
         Self {
             node: node.into(),
+            responders,
             store: writer.store().clone(),
             hints,
             writer,
@@ -139,8 +151,13 @@ impl<E: Engine> Handler for Replica<E> {
             | Request::Merge { row, .. } => Some(row.partition),
             Request::Coordinate { request } => Some(request.row.partition),
             Request::StoreHint { row, .. } => Some(row.partition),
-            Request::PartitionChunk { partition, .. } => Some(*partition),
-            Request::Ping | Request::Layout { .. } | Request::EstimatePartitions { .. } => None,
+            Request::PartitionChunk { partition, .. } | Request::ReadCells { partition, .. } => {
+                Some(*partition)
+            }
+            Request::Ping
+            | Request::Layout { .. }
+            | Request::EstimatePartitions { .. }
+            | Request::AntiEntropy { .. } => None,
         };
         debug!(node = %self.node, %from, partition, request = request.name(), "handling");
         let store = self.store.clone();
@@ -273,6 +290,33 @@ impl<E: Engine> Handler for Replica<E> {
                     }
                 })
             }
+            Request::AntiEntropy { message } => {
+                let responders = self.responders.clone();
+                let from = from.clone();
+                Box::pin(async move {
+                    match responders.serve(&from, &message).await {
+                        Ok(message) => Response::AntiEntropy { message },
+                        Err(ServeError::Decode(message)) => Response::Error {
+                            kind: ErrorKind::BadRequest,
+                            message,
+                        },
+                        Err(ServeError::Storage(error)) => storage_failure(&error),
+                    }
+                })
+            }
+            Request::ReadCells {
+                table,
+                partition,
+                ids,
+            } => Box::pin(async move {
+                match runner
+                    .run(move || store.read_cells(table, partition, &ids))
+                    .await
+                {
+                    Ok(cells) => Response::Cells { cells },
+                    Err(error) => storage_failure(&error),
+                }
+            }),
             Request::EstimatePartitions { partitions } => Box::pin(async move {
                 let sizes = runner
                     .run(move || {

@@ -46,6 +46,9 @@ pub type NodeHandoff = HintDelivery<PeerTransport, Arc<Gossip>, RocksEngine>;
 /// The partition transfers of a running node.
 pub type NodeTransfers = Transfers<PeerTransport, RocksEngine>;
 
+/// The anti-entropy of a running node.
+pub type NodeAntiEntropy = tessera_cluster::AntiEntropy<PeerTransport, Arc<Gossip>, RocksEngine>;
+
 /// A transport to the peers in `directory`, of the kind `cluster.transport` picks, whose sockets
 /// leave from this node's address.
 fn peer_transport(
@@ -127,6 +130,8 @@ pub struct ClusterState {
     pub(crate) transport: PeerTransport,
     pub(crate) coordinator: Arc<NodeCoordinator>,
     pub(crate) replica: Arc<Replica<RocksEngine>>,
+    /// The node's group commit, shared by the coordinator, the replica and anti-entropy.
+    pub(crate) writer: Arc<RowWriter<RocksEngine>>,
     pub(crate) handoff: Arc<NodeHandoff>,
     /// The layout in force: where every partition lives (kept by `layout`).
     pub(crate) topology: Arc<Topology>,
@@ -241,7 +246,7 @@ impl ClusterState {
                 ..HandoffConfig::default()
             },
         ));
-        let replica = Arc::new(Replica::new(node_id, writer, hints, runner));
+        let replica = Arc::new(Replica::new(node_id, writer.clone(), hints, runner));
         replica.set_coordinator(&coordinator);
         let layout_service = Arc::new(NodeLayoutService(layout.clone()));
         replica.set_layout_service(&layout_service);
@@ -252,6 +257,7 @@ impl ClusterState {
             transport,
             coordinator,
             replica,
+            writer,
             handoff,
             events: EventQueue::default(),
             schema_pushes: SchemaPushes::default(),

@@ -25,6 +25,21 @@ pub struct Config {
     pub requests: RequestsConfig,
     pub cluster: ClusterConfig,
     pub membership: MembershipConfig,
+    pub anti_entropy: AntiEntropySettings,
+}
+
+/// Anti-entropy (`[anti_entropy]`): the sweeps that converge every replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiEntropySettings {
+    /// Whether this node runs sweeps (it answers its peers' exchanges either way).
+    pub enabled: bool,
+    /// A sweep of every partition starts this often.
+    pub sweep_interval_secs: u64,
+    /// Most keys (cells scanned or moved) per second, over every exchange (0: unthrottled).
+    pub max_keys_per_s: u64,
+    /// How often each partition's kept tree is checked against a rebuild from a scan.
+    pub verify_interval_secs: u64,
 }
 
 /// SWIM membership (`[membership]`).
@@ -381,6 +396,13 @@ impl Config {
                 "membership.phi_threshold",
                 &self.membership.phi_threshold,
                 "must be a positive number",
+            ));
+        }
+        if self.anti_entropy.sweep_interval_secs == 0 {
+            return Err(invalid(
+                "anti_entropy.sweep_interval_secs",
+                &self.anti_entropy.sweep_interval_secs,
+                "must be at least 1",
             ));
         }
         tessera_ring::PartitionScheme::new(self.cluster.partitions).map_err(|e| {

@@ -100,6 +100,7 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
             ..tessera_worker::WorkerOptions::default()
         },
     )?;
+    start_antientropy(node)?;
     let delivery_rate = u64::from(node.config.hints.delivery_per_second);
     workers.spawn_with(
         tessera_cluster::HintDeliveryWorker(node.cluster.handoff.clone()),
@@ -108,6 +109,56 @@ fn start_workers(node: &Arc<Node>, udp: tokio::net::UdpSocket) -> Result<(), Nod
             ..tessera_worker::WorkerOptions::default()
         },
     )?;
+    Ok(())
+}
+
+/// Sets up the node's anti-entropy and, when `anti_entropy.enabled`, starts its worker, throttled
+/// to `anti_entropy.max_keys_per_s` (its unit is keys). The API shows its status either way.
+fn start_antientropy(node: &Arc<Node>) -> Result<(), NodeError> {
+    let settings = &node.config.anti_entropy;
+    let weak = Arc::downgrade(node);
+    let tables: tessera_cluster::PartitionTables = Arc::new(move || {
+        weak.upgrade()
+            .map(|node| {
+                node.schema
+                    .list()
+                    .iter()
+                    .map(|table| (table.id, table.replication))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    // Repairs merge where the node's other writes run (see `cluster`).
+    let storage = if node.config.storage.sync_writes {
+        tessera_cluster::StorageRunner::PointReadsInline
+    } else {
+        tessera_cluster::StorageRunner::Blocking
+    };
+    let antientropy = tessera_cluster::AntiEntropy::new(
+        node.id(),
+        node.cluster.writer.clone(),
+        node.cluster.transport.clone(),
+        node.cluster.gossip.clone(),
+        node.cluster.topology.clone(),
+        tables,
+        tessera_cluster::AntiEntropyConfig {
+            sweep_interval: Duration::from_secs(settings.sweep_interval_secs),
+            verify_interval: Duration::from_secs(settings.verify_interval_secs),
+            storage,
+            ..tessera_cluster::AntiEntropyConfig::default()
+        },
+    );
+    let _ = node.antientropy.set(antientropy.clone());
+    if settings.enabled {
+        let rate = settings.max_keys_per_s;
+        node.workers.spawn_with(
+            tessera_cluster::AntiEntropyWorker(antientropy),
+            tessera_worker::WorkerOptions {
+                max_rate: (rate > 0).then_some(rate),
+                ..tessera_worker::WorkerOptions::default()
+            },
+        )?;
+    }
     Ok(())
 }
 

@@ -51,6 +51,9 @@ pub struct Node {
     pub(crate) streams: StreamGate,
     /// Every background job of the node (group commit, membership, hint delivery, ...).
     pub(crate) workers: Runner,
+    /// Anti-entropy, set when the workers start (its table list reads the schema through a weak
+    /// link to this node).
+    pub(crate) antientropy: std::sync::OnceLock<Arc<crate::cluster::NodeAntiEntropy>>,
 }
 
 impl Node {
@@ -98,6 +101,7 @@ impl Node {
             cluster,
             streams: StreamGate::default(),
             workers,
+            antientropy: std::sync::OnceLock::new(),
         })
     }
 

@@ -27,6 +27,8 @@ pub enum OpenError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Storage(#[from] tessera_storage::StorageError),
+    #[error("cannot shape the anti-entropy trees: {0}")]
+    Trees(String),
 }
 
 /// What [`open`] opened.
@@ -61,7 +63,12 @@ pub fn open(config: &Config) -> Result<Opened, OpenError> {
             max_siblings: config.limits.max_siblings,
         },
     )
-    .with_cell_cache_bytes(config.storage.cell_cache_mb << 20);
+    .with_cell_cache_bytes(config.storage.cell_cache_mb << 20)
+    // Every cell write keeps its partition's anti-entropy tree, in the write's own batch.
+    .with_trees(
+        tessera_merkle::TreeShape::with_default_fanout(identity.partitions)
+            .map_err(|e| OpenError::Trees(e.to_string()))?,
+    );
     let hints = Hints::new(engine).with_max_per_target(config.hints.max_per_target);
     Ok(Opened {
         identity,

@@ -20,6 +20,7 @@ pub fn run_all<E: Engine>(make: &mut dyn FnMut() -> E) {
         ("get_put_overwrite_delete", get_put_overwrite_delete),
         ("later_ops_in_a_batch_win", later_ops_in_a_batch_win),
         ("delete_range", delete_range),
+        ("xor_merges_of_tree_nodes", xor_merges_of_tree_nodes),
         ("scan_bounds", scan_bounds),
         ("scan_limit", scan_limit),
         ("big_batch_is_all_visible", big_batch_is_all_visible),
@@ -987,4 +988,43 @@ fn dropping_a_partition_removes_exactly_its_cells<E: Engine>(engine: E) {
     );
     // Dropping a partition that holds nothing is fine.
     store.drop_partition(7, 0).unwrap();
+}
+
+/// Merges in the `merkle` family XOR node values (absent is zero), see what a snapshot saw, are
+/// undone by a delete, and a merge elsewhere or of a bad operand fails the whole batch.
+fn xor_merges_of_tree_nodes<E: Engine>(engine: &E) {
+    use tessera_merkle::{decode_node_value, encode_node_value, Digest};
+    let value = |b: u8| encode_node_value(Digest::from_bytes([b; 16])).to_vec();
+    let read = |view: &dyn EngineRead| {
+        view.get(ColumnFamily::Merkle, b"n")
+            .unwrap()
+            .map(|v| decode_node_value(&v).unwrap())
+    };
+    let mut batch = WriteBatch::new();
+    batch.merge(ColumnFamily::Merkle, b"n".to_vec(), value(0x0f));
+    batch.merge(ColumnFamily::Merkle, b"n".to_vec(), value(0xf0));
+    engine.write(batch).unwrap();
+    assert_eq!(read(engine), Some(Digest::from_bytes([0xff; 16])));
+    let before = engine.snapshot();
+    let mut batch = WriteBatch::new();
+    batch.merge(ColumnFamily::Merkle, b"n".to_vec(), value(0x0f));
+    engine.write(batch).unwrap();
+    assert_eq!(read(engine), Some(Digest::from_bytes([0xf0; 16])));
+    assert_eq!(read(&before), Some(Digest::from_bytes([0xff; 16])));
+
+    let mut bad = WriteBatch::new();
+    bad.put(ColumnFamily::Meta, b"m".to_vec(), b"v".to_vec());
+    bad.merge(ColumnFamily::Data, b"n".to_vec(), value(1));
+    assert!(engine.write(bad).is_err());
+    let mut bad = WriteBatch::new();
+    bad.put(ColumnFamily::Meta, b"m".to_vec(), b"v".to_vec());
+    bad.merge(ColumnFamily::Merkle, b"n".to_vec(), b"garbage".to_vec());
+    assert!(engine.write(bad).is_err());
+    assert_eq!(engine.get(ColumnFamily::Meta, b"m").unwrap(), None);
+
+    let mut batch = WriteBatch::new();
+    batch.delete(ColumnFamily::Merkle, b"n".to_vec());
+    batch.merge(ColumnFamily::Merkle, b"n".to_vec(), value(0x01));
+    engine.write(batch).unwrap();
+    assert_eq!(read(engine), Some(Digest::from_bytes([0x01; 16])));
 }

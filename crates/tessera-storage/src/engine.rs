@@ -28,12 +28,20 @@ pub enum ColumnFamily {
     Meta,
     /// Hinted-handoff records, keyed by target node and then time (see [`crate::hints`]).
     Hints,
+    /// Anti-entropy hash trees, one per (table, partition), kept by the writes of the `data`
+    /// column family in their own batches (see [`crate::merkle`]). The one family with a merge
+    /// operator: XOR of tree node values ([`BatchOp::Merge`]).
+    Merkle,
 }
 
 impl ColumnFamily {
     /// Every column family, in a fixed order (the order is the in-memory engine's index).
-    pub const ALL: [ColumnFamily; 3] =
-        [ColumnFamily::Data, ColumnFamily::Meta, ColumnFamily::Hints];
+    pub const ALL: [ColumnFamily; 4] = [
+        ColumnFamily::Data,
+        ColumnFamily::Meta,
+        ColumnFamily::Hints,
+        ColumnFamily::Merkle,
+    ];
 
     /// The column family's name on disk. Never rename one: RocksDB finds data by it.
     pub const fn name(self) -> &'static str {
@@ -41,6 +49,7 @@ impl ColumnFamily {
             ColumnFamily::Data => "data",
             ColumnFamily::Meta => "meta",
             ColumnFamily::Hints => "hints",
+            ColumnFamily::Merkle => "merkle",
         }
     }
 
@@ -72,6 +81,18 @@ pub enum BatchOp {
         cf: ColumnFamily,
         /// The key.
         key: Vec<u8>,
+    },
+    /// Fold `value` into `key` with the column family's merge operator, without reading it.
+    /// Only [`ColumnFamily::Merkle`] has one: the XOR of encoded tree node values
+    /// ([`tessera_merkle::merge_node_values`]; an absent key is zero). Engines refuse the whole
+    /// batch if a merge names another family or its value is not a node value.
+    Merge {
+        /// The column family (only [`ColumnFamily::Merkle`]).
+        cf: ColumnFamily,
+        /// The key.
+        key: Vec<u8>,
+        /// The operand.
+        value: Vec<u8>,
     },
     /// Remove every key in `[start, end)`. An empty range (`start >= end`) is a no-op.
     DeleteRange {
@@ -105,6 +126,35 @@ impl WriteBatch {
             key: key.into(),
             value: value.into(),
         });
+    }
+
+    /// Adds a merge of `value` into `key` (see [`BatchOp::Merge`]).
+    pub fn merge(&mut self, cf: ColumnFamily, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(BatchOp::Merge {
+            cf,
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Checks every merge of the batch: in a family with a merge operator, with a valid
+    /// operand. Engines call it before applying anything, so a bad merge fails the whole batch.
+    pub fn check_merges(&self) -> Result<(), StorageError> {
+        for op in &self.ops {
+            if let BatchOp::Merge { cf, key, value } = op {
+                if *cf != ColumnFamily::Merkle {
+                    return Err(StorageError::InvalidBatch {
+                        reason: format!("column family {} has no merge operator", cf.name()),
+                    });
+                }
+                tessera_merkle::decode_node_value(value).map_err(|e| StorageError::Corrupt {
+                    what: "tree node merge operand",
+                    key: crate::error::hex_key(key),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds a delete of `key`.

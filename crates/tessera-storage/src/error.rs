@@ -85,6 +85,23 @@ pub enum StorageError {
         max: u64,
     },
 
+    /// An anti-entropy tree operation was asked of a store that keeps no trees.
+    #[error(
+        "this store keeps no anti-entropy trees (the cell store was opened without a tree shape)"
+    )]
+    NoTrees,
+
+    /// An anti-entropy tree or exchange request did not fit the tree's shape.
+    #[error("anti-entropy tree of table {table} partition {partition}: {reason}")]
+    Tree {
+        /// The table.
+        table: TableId,
+        /// The partition.
+        partition: u16,
+        /// What was wrong (the tree crate's error).
+        reason: String,
+    },
+
     /// A value could not be encoded (a bug in a `Serialize` impl, never bad input).
     #[error("could not encode {what}: {reason}")]
     Encode {

@@ -28,6 +28,7 @@ pub mod error;
 pub mod hints;
 pub mod keys;
 pub mod memory;
+pub mod merkle;
 pub mod rocks;
 pub mod store;
 
@@ -47,5 +48,5 @@ pub use memory::{MemoryEngine, MemorySnapshot};
 pub use rocks::{RocksEngine, RocksOptions, RocksSnapshot};
 pub use store::{
     CellCacheStats, CellStore, MergeOutcome, RowOp, RowOutcome, RowPage, RowSlice, StoreOptions,
-    DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES,
+    TreeCheck, DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES, TREE_SCAN_CHUNK,
 };

@@ -160,6 +160,8 @@ impl Engine for MemoryEngine {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        // Checked before anything is applied, so a bad merge leaves the batch unapplied.
+        batch.check_merges()?;
         let mut trees = self.trees.write().unwrap_or_else(PoisonError::into_inner);
         for op in batch.into_ops() {
             match op {
@@ -168,6 +170,20 @@ impl Engine for MemoryEngine {
                 }
                 BatchOp::Delete { cf, key } => {
                     Arc::make_mut(&mut trees[cf.index()]).remove(&key);
+                }
+                BatchOp::Merge { cf, key, value } => {
+                    let tree = Arc::make_mut(&mut trees[cf.index()]);
+                    let existing = tree.get(&key).map(Vec::as_slice);
+                    // An existing value that does not decode (never written by a merge) is
+                    // replaced by the operand, as RocksDB's operator below does.
+                    let merged = tessera_merkle::merge_node_values(existing, [value.as_slice()])
+                        .or_else(|_| tessera_merkle::merge_node_values(None, [value.as_slice()]))
+                        .map_err(|e| StorageError::Corrupt {
+                            what: "tree node merge operand",
+                            key: crate::error::hex_key(&key),
+                            reason: e.to_string(),
+                        })?;
+                    tree.insert(key, merged.to_vec());
                 }
                 BatchOp::DeleteRange { cf, start, end } => {
                     remove_range(Arc::make_mut(&mut trees[cf.index()]), &start, &end);

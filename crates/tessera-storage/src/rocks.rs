@@ -113,7 +113,13 @@ impl RocksEngine {
 
         let mut descriptors: Vec<ColumnFamilyDescriptor> = ColumnFamily::ALL
             .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(options, &cache)))
+            .map(|cf| {
+                let mut cf_opts = cf_options(options, &cache);
+                if *cf == ColumnFamily::Merkle {
+                    cf_opts.set_merge_operator_associative("tessera-merkle-xor", xor_merge);
+                }
+                ColumnFamilyDescriptor::new(cf.name(), cf_opts)
+            })
             .collect();
         // RocksDB refuses to open a database without naming every column family
         // it has, so families unknown to this version (a downgrade) are opened too.
@@ -169,6 +175,20 @@ impl RocksEngine {
             .map_err(engine_error("stats"))?
             .unwrap_or(0))
     }
+}
+
+/// The merge operator of the `merkle` column family: the XOR of tree node values, full and
+/// partial merges alike (XOR is associative). Operands were checked by the write
+/// ([`WriteBatch::check_merges`]); an existing value that does not decode is dropped rather than
+/// failing every later read of the node, since the periodic tree check rewrites a wrong node.
+fn xor_merge(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let merged = tessera_merkle::merge_node_values(existing, operands.iter())
+        .or_else(|_| tessera_merkle::merge_node_values(None, operands.iter()));
+    merged.ok().map(|value| value.to_vec())
 }
 
 /// The handle of `cf`. Every family in ALL is created at open, so this only fails on a bug.
@@ -319,11 +339,13 @@ impl Engine for RocksEngine {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        batch.check_merges()?;
         let mut raw = rocksdb::WriteBatch::default();
         for op in batch.into_ops() {
             match op {
                 BatchOp::Put { cf, key, value } => raw.put_cf(self.handle(cf)?, key, value),
                 BatchOp::Delete { cf, key } => raw.delete_cf(self.handle(cf)?, key),
+                BatchOp::Merge { cf, key, value } => raw.merge_cf(self.handle(cf)?, key, value),
                 BatchOp::DeleteRange { cf, start, end } => {
                     // RocksDB rejects inverted ranges; the engine contract makes them no-ops.
                     if start < end {

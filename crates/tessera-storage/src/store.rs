@@ -11,9 +11,11 @@
 mod batch;
 mod cache;
 mod partitions;
+mod trees;
 
 pub use batch::{RowOp, RowOutcome};
 pub use cache::CellCacheStats;
+pub use trees::{TreeCheck, TREE_SCAN_CHUNK};
 
 use cache::CellCache;
 
@@ -26,6 +28,8 @@ use crate::cell::{
 use crate::engine::{CfStats, ColumnFamily, Engine, WriteBatch};
 use crate::error::{hex_key, StorageError};
 use crate::keys::{cell_key, key_successor, prefix_successor, row_range, RowKey};
+use crate::merkle::{stored_cell_digest, TreeDeltas};
+use tessera_merkle::TreeShape;
 
 /// Default cap on siblings a coordinator write may create.
 pub const DEFAULT_MAX_SIBLINGS: usize = 100;
@@ -131,6 +135,8 @@ pub struct CellStore<E: Engine> {
     // Decoded cells recently read or written under the locks above; see `cache` for why it never
     // serves what the engine does not hold.
     cache: CellCache,
+    // The shape of the anti-entropy trees every cell write keeps (`trees`); `None` keeps none.
+    trees: Option<TreeShape>,
 }
 
 impl<E: Engine> std::fmt::Debug for CellStore<E> {
@@ -168,7 +174,22 @@ impl<E: Engine> CellStore<E> {
             options,
             locks,
             cache: CellCache::new(DEFAULT_CELL_CACHE_BYTES, LOCK_STRIPES),
+            trees: None,
         }
+    }
+
+    /// Keeps an anti-entropy tree of `shape` per (table, partition), updated by every cell write
+    /// in the write's own batch (see [`crate::merkle`]). The shape's partition count must be the
+    /// ring's. Set it before the first write: trees of data written without it are wrong until
+    /// [`Self::check_tree`] repairs them.
+    pub fn with_trees(mut self, shape: TreeShape) -> Self {
+        self.trees = Some(shape);
+        self
+    }
+
+    /// The shape of the trees kept, if any.
+    pub fn tree_shape(&self) -> Option<TreeShape> {
+        self.trees
     }
 
     /// Sizes the cell cache: about `bytes` of decoded cells (0 turns it off).
@@ -375,8 +396,10 @@ impl<E: Engine> CellStore<E> {
     /// atomically. Returns how many cells were deleted.
     pub fn delete_row(&self, row: &RowKey, now_ms: u64) -> Result<usize, StorageError> {
         let (mut start, end) = row_range(row)?;
+        let prefix_len = start.len();
         let _locked = self.lock_row(row);
         let mut batch = WriteBatch::new();
+        let mut deltas = self.trees.map(TreeDeltas::new);
         let mut written = Vec::new();
         loop {
             let pairs = self
@@ -396,7 +419,16 @@ impl<E: Engine> CellStore<E> {
                     &self.options.actor,
                     CellValue::tombstone(now_ms),
                 );
-                batch.put(ColumnFamily::Data, key.clone(), encode_cell(&tombstone)?);
+                let encoded = encode_cell(&tombstone)?;
+                if let Some(deltas) = deltas.as_mut() {
+                    let column = key.get(prefix_len..).unwrap_or_default();
+                    deltas.record(
+                        row,
+                        Some(stored_cell_digest(row, column, &value)),
+                        Some(stored_cell_digest(row, column, &encoded)),
+                    );
+                }
+                batch.put(ColumnFamily::Data, key.clone(), encoded);
                 written.push(key);
             }
             if exhausted {
@@ -404,6 +436,9 @@ impl<E: Engine> CellStore<E> {
             }
         }
         let deleted = batch.len();
+        if let Some(deltas) = deltas {
+            deltas.add_to(&mut batch);
+        }
         if !batch.is_empty() {
             // Forgotten whether or not the write succeeds: the next locked read refills them.
             let stripe = self.stripe_index(row);

@@ -8,11 +8,13 @@
 //!   epoch is applied.
 //! - `tessera node workers` lists a node's background workers, and pauses, resumes or throttles
 //!   one.
+//! - `tessera repair status` shows a node's anti-entropy; `tessera repair now` starts a sweep.
 
 mod cluster_cmd;
 mod layout_cmd;
 mod node_cmd;
 mod output;
+mod repair_cmd;
 mod serve_args;
 mod watch;
 
@@ -50,6 +52,9 @@ enum Command {
     /// Look at and operate one node: its background workers.
     #[command(subcommand)]
     Node(node_cmd::NodeCommand),
+    /// Anti-entropy on one node: its status, or a sweep now.
+    #[command(subcommand)]
+    Repair(repair_cmd::RepairCommand),
 }
 
 /// Runs the command; an expected failure (a node that does not answer, a refused request, a bad
@@ -86,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster(command) => client_runtime()?.block_on(cluster_cmd::run(command)),
         Command::Node(command) => client_runtime()?.block_on(node_cmd::run(command)),
+        Command::Repair(command) => client_runtime()?.block_on(repair_cmd::run(command)),
         Command::Config(args) => {
             let config = args.resolve()?;
             output::emit(&mut toml::to_string_pretty(&config)?)

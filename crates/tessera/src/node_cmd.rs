@@ -60,6 +60,18 @@ pub enum WorkerAction {
     },
 }
 
+impl Target {
+    /// The node's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.node.trim_end_matches('/')
+    }
+
+    /// Whether to print the server's JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
     match command {
         NodeCommand::Workers { target, action } => workers(&target, action).await,
@@ -124,7 +136,7 @@ async fn workers(target: &Target, action: Option<WorkerAction>) -> anyhow::Resul
 }
 
 /// The typed answer of `url`, or one line saying why there is none.
-async fn answer<T: serde::de::DeserializeOwned>(
+pub(crate) async fn answer<T: serde::de::DeserializeOwned>(
     response: reqwest::Result<reqwest::Response>,
     url: &str,
 ) -> anyhow::Result<T> {
@@ -140,7 +152,7 @@ async fn answer<T: serde::de::DeserializeOwned>(
     response
         .json()
         .await
-        .with_context(|| format!("{url} answered something that is not a worker status"))
+        .with_context(|| format!("{url} answered something this command does not understand"))
 }
 
 /// The state, or the change an operator asked for that the worker has not reached yet (a

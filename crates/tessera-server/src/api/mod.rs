@@ -8,6 +8,7 @@ mod extract;
 mod internal;
 mod node;
 mod ops;
+mod repair;
 mod rows;
 mod tables;
 mod transfers;
@@ -55,6 +56,7 @@ pub fn router(node: Arc<Node>) -> Router {
             get(internal::local_cell),
         )
         .route("/v1/node/workers", get(node::workers))
+        .route("/v1/node/repair", get(repair::status).post(repair::now))
         .route("/v1/node/workers/{name}", patch(node::configure))
         .route("/v1/node/workers/{name}/pause", post(node::pause))
         .route("/v1/node/workers/{name}/resume", post(node::resume))

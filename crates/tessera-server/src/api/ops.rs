@@ -54,6 +54,9 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, ApiError
         node.cluster.replica.transfer_source_stats(),
         &node.cluster.transfers.report(),
     );
+    if let Some(antientropy) = node.antientropy.get() {
+        node.metrics.antientropy.record(&antientropy.status());
+    }
     let workers = super::node::report(&node);
     node.metrics
         .workers

@@ -1,7 +1,8 @@
 //! Prometheus metrics of a node: requests, latency, siblings, storage size, the coordinator, hints,
-//! membership, (in [`workers`]) the background workers, and (in [`transfers`]) partition
-//! transfers.
+//! membership, (in [`workers`]) the background workers, (in [`transfers`]) partition
+//! transfers, and (in [`antientropy`]) anti-entropy.
 
+mod antientropy;
 mod transfers;
 mod workers;
 
@@ -40,6 +41,7 @@ pub struct Metrics {
     membership_rejected: IntCounterVec,
     pub workers: workers::WorkerMetrics,
     pub transfers: transfers::TransferMetrics,
+    pub antientropy: antientropy::AntiEntropyMetrics,
 }
 
 impl Metrics {
@@ -192,9 +194,11 @@ impl Metrics {
         registry.register(Box::new(storage_keys.clone()))?;
         let workers = workers::WorkerMetrics::new(&registry)?;
         let transfers = transfers::TransferMetrics::new(&registry)?;
+        let antientropy = antientropy::AntiEntropyMetrics::new(&registry)?;
         Ok(Self {
             workers,
             transfers,
+            antientropy,
             registry,
             requests,
             latency,

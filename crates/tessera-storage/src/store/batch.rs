@@ -22,7 +22,8 @@ use super::{lossy, reject_duplicates, CellStore, MergeOutcome};
 use crate::cell::{encode_cell, Cell, CellWrite};
 use crate::engine::{BatchOp, ColumnFamily, Engine, WriteBatch};
 use crate::error::StorageError;
-use crate::keys::{cell_key, validate_column, RowKey};
+use crate::keys::{cell_key, decode_cell_key, validate_column, RowKey};
+use crate::merkle::{stored_cell_digest, TreeDeltas};
 
 /// One write to apply with others.
 #[derive(Clone, Copy, Debug)]
@@ -112,6 +113,8 @@ fn mismatched(op: &str) -> StorageError {
 struct Touched {
     /// The lock stripe (and cache shard) of its row.
     stripe: usize,
+    /// What the engine holds (`None`: nothing), for the tree's delta.
+    stored: Option<Cell>,
     /// What the batch will leave (what the engine holds, until an op changes it).
     current: Cell,
     /// An op changed it. Cells only grow in the version lattice (writes add dots, merges join),
@@ -297,37 +300,50 @@ impl<E: Engine> CellStore<E> {
         if let Some(touched) = working.get(key) {
             return Ok(touched.current.clone());
         }
-        let stored = self.load_locked(stripe, key)?.unwrap_or_default();
+        let stored = self.load_locked(stripe, key)?;
+        let current = stored.clone().unwrap_or_default();
         working.insert(
             key.to_vec(),
             Touched {
                 stripe,
-                current: stored.clone(),
+                stored,
+                current: current.clone(),
                 changed: false,
             },
         );
-        Ok(stored)
+        Ok(current)
     }
 
     /// Writes every cell the batch changed, after what `batch` already holds, in one engine
-    /// write, then caches what it wrote (or, if the write failed, forgets those keys: the cache
-    /// must never claim what the engine may not hold).
+    /// write together with the changes of their partitions' trees, then caches what it wrote
+    /// (or, if the write failed, forgets those keys: the cache must never claim what the engine
+    /// may not hold).
     fn write_working_set(
         &self,
         working: WorkingSet,
         mut batch: WriteBatch,
     ) -> Result<(), StorageError> {
         let mut changed = Vec::new();
+        let mut deltas = self.trees.map(TreeDeltas::new);
         for (key, touched) in working {
             if touched.changed {
                 // A failure here writes nothing, so the cache still matches the engine.
-                batch.put(
-                    ColumnFamily::Data,
-                    key.clone(),
-                    encode_cell(&touched.current)?,
-                );
+                let encoded = encode_cell(&touched.current)?;
+                if let Some(deltas) = deltas.as_mut() {
+                    let (row, column) = decode_cell_key(&key)?;
+                    let old = match &touched.stored {
+                        Some(cell) => Some(stored_cell_digest(&row, &column, &encode_cell(cell)?)),
+                        None => None,
+                    };
+                    let new = stored_cell_digest(&row, &column, &encoded);
+                    deltas.record(&row, old, Some(new));
+                }
+                batch.put(ColumnFamily::Data, key.clone(), encoded);
                 changed.push((touched.stripe, key, touched.current));
             }
+        }
+        if let Some(deltas) = deltas {
+            deltas.add_to(&mut batch);
         }
         if batch.is_empty() {
             return Ok(());

@@ -14,14 +14,16 @@ use super::CellStore;
 use crate::engine::{ColumnFamily, Engine, WriteBatch};
 use crate::error::StorageError;
 use crate::keys::{partition_range, TableId};
+use crate::merkle::tree_range;
 
 impl<E: Engine> CellStore<E> {
     /// Removes every cell of `partition` of `table`, as one range delete, and forgets them from
     /// the cell cache. Durable on return, like every write.
     ///
     /// Every row write of the node waits while it runs (it holds every row lock): it is for the
-    /// rare moment a node hands a partition over, not for a hot path. Other indexes of the
-    /// partition kept beside the cells in other column families are their owners' to drop.
+    /// rare moment a node hands a partition over, not for a hot path. The partition's
+    /// anti-entropy tree is dropped with it; other indexes of the partition kept beside the
+    /// cells in other column families are their owners' to drop.
     pub fn drop_partition(&self, table: TableId, partition: u16) -> Result<(), StorageError> {
         let (start, end) = partition_range(table, partition);
         let _every_row = self
@@ -31,6 +33,10 @@ impl<E: Engine> CellStore<E> {
             .collect::<Vec<_>>();
         let mut batch = WriteBatch::new();
         batch.delete_range(ColumnFamily::Data, start.clone(), end.clone());
+        // The partition's tree goes with its cells, in the same batch: an empty partition's
+        // tree is all zeros, which is no node at all.
+        let (tree_start, tree_end) = tree_range(table, partition);
+        batch.delete_range(ColumnFamily::Merkle, tree_start, tree_end);
         let written = self.engine.write(batch);
         // Forgotten whether or not the write succeeded: the next locked read refills what the
         // engine still holds.
